@@ -1,0 +1,118 @@
+//! The `steerscope` command line: argument parsing into library calls, and printing.
+
+mod bench;
+mod steer;
+mod trace_cmd;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use steerscope::hooks::Scope;
+use steerscope::model::{parse_device, Model};
+use steerscope::Error;
+
+#[derive(Parser, Debug)]
+#[command(name = "steerscope", version, about = "Look inside Llama-family language models while steering them")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Unsteered and steered (and ablated) completions of one prompt, side by side.
+    Steer(steer::SteerArgs),
+    /// Plain chat generation.
+    Generate(steer::GenerateArgs),
+    /// Per-layer, per-token norms of the residual stream and of attention and MLP outputs,
+    /// and their projections onto a direction.
+    Trace(trace_cmd::TraceArgs),
+    /// Time decoding against candle-transformers' stock quantized_llama (GGUF models).
+    Bench(bench::BenchArgs),
+}
+
+/// Options every model-using command shares.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A .gguf file, an HF model folder, or an HF cache repo id (resolved offline).
+    #[arg(long, short = 'm')]
+    pub model: String,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> anyhow::Result<Model> {
+        let device = parse_device(&self.device)?;
+        Model::load(&self.model, &device).map_err(anyhow::Error::from)
+    }
+}
+
+/// The prompt, given inline or as a UTF-8 file.
+#[derive(Args, Debug, Clone)]
+pub struct PromptArgs {
+    /// The user's message.
+    #[arg(long, short = 'p', conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the user's message from a UTF-8 file.
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// Feed the prompt as-is, without the chat template.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+impl PromptArgs {
+    pub fn text(&self) -> anyhow::Result<String> {
+        match (&self.prompt, &self.prompt_file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(path)) => read_utf8(path),
+            (None, None) => Err(Error::InvalidValue {
+                name: "--prompt".into(),
+                message: "missing (give --prompt TEXT or --prompt-file FILE)".into(),
+            }
+            .into()),
+        }
+    }
+
+    pub fn ids(&self, model: &Model) -> anyhow::Result<Vec<u32>> {
+        let text = self.text()?;
+        let ids = if self.raw {
+            model.encode(&text)?
+        } else {
+            model.encode_chat(&text)?
+        };
+        Ok(ids)
+    }
+}
+
+fn read_utf8(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    String::from_utf8(bytes).map_err(|_| Error::NotUtf8 { path: path.to_path_buf() }.into())
+}
+
+pub fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse::<Scope>().map_err(|e| e.to_string())
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help().context("printing help")?;
+            println!();
+            Ok(())
+        }
+        Some(Command::Steer(a)) => steer::steer(&a),
+        Some(Command::Generate(a)) => steer::generate(&a),
+        Some(Command::Trace(a)) => trace_cmd::trace(&a),
+        Some(Command::Bench(a)) => bench::bench(&a),
+    }
+}

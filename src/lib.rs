@@ -1,0 +1,15 @@
+//! steerscope: look inside Llama-family language models while steering them.
+//!
+//! Data flow: [`model`] loads weights (GGUF or HF safetensors) and runs one instrumented forward
+//! ([`model::Transformer::forward`]) with [`hooks`] (summaries, captures, interventions);
+//! [`generate`] runs side-by-side streams on it; [`vector`] reads steering vectors; the CLI
+//! (`steerscope` binary) prints what these return.
+
+pub mod error;
+pub mod generate;
+pub mod hooks;
+pub mod model;
+pub mod trace;
+pub mod vector;
+
+pub use error::{Error, Result};

@@ -1,0 +1,127 @@
+//! Steering vectors on disk (safetensors): one direction for every layer, or one per layer.
+//!
+//! Accepted layouts: a single 1-D tensor `[hidden]` (any name); tensors `direction.{l}` (the
+//! repeng / llama.cpp control-vector naming) or `layer.{l}`, each `[hidden]`; or one 2-D tensor
+//! `[n_layers, hidden]`. Layer `l` means the output of block `l` (`blocks.{l}.hook_resid_post`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A steering vector file, loaded.
+#[derive(Debug, Clone)]
+pub struct SteeringVector {
+    pub path: PathBuf,
+    /// One direction for all layers.
+    shared: Option<Tensor>,
+    /// Per-layer directions.
+    per_layer: BTreeMap<usize, Tensor>,
+    pub hidden_size: usize,
+}
+
+impl SteeringVector {
+    /// Read a safetensors steering vector, checking every tensor is finite and `hidden_size` wide.
+    pub fn load(path: &Path, hidden_size: usize, device: &Device) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::MissingFile {
+                path: path.to_path_buf(),
+                expected: "a steering vector (.safetensors)".into(),
+            });
+        }
+        let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
+            Error::bad_file(path, format!("not a readable safetensors steering vector: {e}"))
+        })?;
+        let mut shared = None;
+        let mut per_layer = BTreeMap::new();
+        let n = tensors.len();
+        for (name, t) in tensors {
+            let t = t.to_dtype(DType::F32)?;
+            let layer = name
+                .strip_prefix("direction.")
+                .or_else(|| name.strip_prefix("layer."))
+                .and_then(|l| l.parse::<usize>().ok());
+            match (t.rank(), layer) {
+                (1, Some(l)) => {
+                    per_layer.insert(l, t);
+                }
+                (1, None) if n == 1 => shared = Some(t),
+                (2, None) if n == 1 => {
+                    for (l, row) in t.chunk(t.dim(0)?, 0)?.into_iter().enumerate() {
+                        per_layer.insert(l, row.squeeze(0)?);
+                    }
+                }
+                _ => {
+                    return Err(Error::bad_file(
+                        path,
+                        format!(
+                            "tensor `{name}` with shape {:?} does not fit (expected one [hidden] tensor, `direction.N` tensors, or one [layers, hidden] tensor)",
+                            t.dims()
+                        ),
+                    ))
+                }
+            }
+        }
+        let all: Vec<(String, &Tensor)> = shared
+            .iter()
+            .map(|t| ("direction".to_owned(), t))
+            .chain(per_layer.iter().map(|(l, t)| (format!("direction.{l}"), t)))
+            .collect();
+        if all.is_empty() {
+            return Err(Error::bad_file(path, "holds no tensors (expected a steering direction)"));
+        }
+        for (name, t) in all {
+            let width = t.elem_count();
+            if width != hidden_size {
+                return Err(Error::WidthMismatch {
+                    what: format!("{} tensor `{name}`", path.display()),
+                    found: width,
+                    expected: hidden_size,
+                });
+            }
+            let values = t.to_vec1::<f32>()?;
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(Error::bad_file(path, format!("tensor `{name}` holds NaN or infinite values")));
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            shared,
+            per_layer,
+            hidden_size,
+        })
+    }
+
+    /// The direction for `layer_idx`.
+    pub fn for_layer(&self, layer_idx: usize) -> Result<Tensor> {
+        if let Some(t) = self.per_layer.get(&layer_idx) {
+            return Ok(t.clone());
+        }
+        self.shared.clone().ok_or_else(|| {
+            Error::bad_file(
+                &self.path,
+                format!(
+                    "has no direction for layer {layer_idx} (it has layers {:?})",
+                    self.per_layer.keys().collect::<Vec<_>>()
+                ),
+            )
+        })
+    }
+
+    /// Layers with their own direction (empty for a shared one).
+    #[must_use]
+    pub fn layers(&self) -> Vec<usize> {
+        self.per_layer.keys().copied().collect()
+    }
+}
+
+/// Save per-layer directions as `direction.{l}` tensors.
+pub fn save_per_layer(path: &Path, directions: &[(usize, Tensor)]) -> Result<()> {
+    let map: std::collections::HashMap<String, Tensor> = directions
+        .iter()
+        .map(|(l, t)| (format!("direction.{l}"), t.clone()))
+        .collect();
+    candle_core::safetensors::save(&map, path).map_err(|e| Error::bad_file(path, format!("cannot write: {e}")))
+}
