@@ -397,7 +397,7 @@ impl Transformer {
         let logits = if args.all_logits {
             self.weights.lm_head.forward(&normed)?
         } else {
-            let last = normed.i((.., seq_len - 1, ..))?;
+            let last = normed.i((.., seq_len - 1, ..))?.contiguous()?;
             self.weights.lm_head.forward(&last)?
         };
         let trace = match collector {

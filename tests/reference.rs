@@ -1,0 +1,170 @@
+//! Logits against candle-transformers' own models: `quantized_llama` for GGUF, `llama` and
+//! `qwen2` for HF safetensors. Prompt pass and KV-cache steps, within 1e-4 max abs.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use candle_core::quantized::{gguf_file, GgmlDType};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::{llama, quantized_llama, qwen2};
+use common::{max_abs_diff, Tiny};
+use steerscope::model::{ForwardArgs, KvCache, Model};
+
+const TOL: f32 = 1e-4;
+
+/// Run ours on a prompt then `steps` single tokens; compare each step's last-token logits with
+/// the reference closure `reference(input, index_pos) -> [vocab]`.
+fn compare_with(
+    model: &Model,
+    prompt: &[u32],
+    steps: &[u32],
+    mut reference: impl FnMut(&Tensor, usize) -> Tensor,
+) -> f32 {
+    let tf = &model.transformer;
+    let mut cache = KvCache::new(tf.cfg.n_layers);
+    let args = ForwardArgs {
+        prompt_len: prompt.len(),
+        ..ForwardArgs::default()
+    };
+    let input = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let ours = tf.forward(&input, &mut cache, &args).unwrap().logits.i(0).unwrap();
+    let theirs = reference(&input, 0);
+    let mut worst = max_abs_diff(&ours, &theirs);
+    let mut pos = prompt.len();
+    for &tok in steps {
+        let input = Tensor::new(&[tok], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let ours = tf.forward(&input, &mut cache, &args).unwrap().logits.i(0).unwrap();
+        let theirs = reference(&input, pos);
+        worst = worst.max(max_abs_diff(&ours, &theirs));
+        pos += 1;
+    }
+    // Guard against comparing two constant outputs.
+    let spread = theirs_spread(model, prompt);
+    assert!(spread > 0.1, "logits are degenerate (spread {spread})");
+    worst
+}
+
+fn theirs_spread(model: &Model, prompt: &[u32]) -> f32 {
+    let tf = &model.transformer;
+    let input = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let l = tf
+        .forward(&input, &mut KvCache::new(tf.cfg.n_layers), &ForwardArgs::default())
+        .unwrap()
+        .logits;
+    let max = l.max_all().unwrap().to_scalar::<f32>().unwrap();
+    let min = l.min_all().unwrap().to_scalar::<f32>().unwrap();
+    max - min
+}
+
+fn quantized_reference(path: &std::path::Path) -> quantized_llama::ModelWeights {
+    let mut f = std::fs::File::open(path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    quantized_llama::ModelWeights::from_gguf(content, &mut f, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn smollm2_gguf_matches_candle_quantized_llama() {
+    let path = common::smollm2();
+    let model = Model::load_gguf(&path, &Device::Cpu).unwrap();
+    let prompt = model.encode_chat("Write a poem about cats").unwrap();
+    let mut reference = quantized_reference(&path);
+    let worst = compare_with(&model, &prompt, &[504, 2821, 28, 905, 17], |x, pos| {
+        reference.forward(x, pos).unwrap().i(0).unwrap()
+    });
+    assert!(worst <= TOL, "max abs logit difference {worst}");
+}
+
+#[test]
+fn tiny_gguf_matches_candle_quantized_llama_for_several_quantizations() {
+    let dir = tempfile::tempdir().unwrap();
+    for (qtype, hidden, tie) in [
+        (GgmlDType::Q8_0, 64, false),
+        (GgmlDType::Q4_0, 64, true),
+        (GgmlDType::Q4K, 256, false),
+        (GgmlDType::Q6K, 256, true),
+        (GgmlDType::F16, 64, false),
+    ] {
+        let t = Tiny {
+            hidden,
+            inter: 2 * hidden,
+            tie,
+            ..Tiny::default()
+        };
+        let path = dir.path().join(format!("tiny-{qtype:?}.gguf"));
+        common::write_tiny_gguf(&path, &t, 7, qtype);
+        let model = Model::load_gguf(&path, &Device::Cpu).unwrap();
+        assert_eq!(model.info.format, "gguf");
+        let mut reference = quantized_reference(&path);
+        let worst = compare_with(&model, &[5, 17, 42, 99, 3, 250], &[11, 12, 13], |x, pos| {
+            reference.forward(x, pos).unwrap().i(0).unwrap()
+        });
+        assert!(worst <= TOL, "{qtype:?}: max abs logit difference {worst}");
+    }
+}
+
+fn candle_llama(folder: &std::path::Path) -> (llama::Llama, llama::Cache) {
+    let cfg: llama::LlamaConfig =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    let cfg = cfg.into_config(false);
+    let vb = VarBuilder::from_tensors(
+        candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap(),
+        DType::F32,
+        &Device::Cpu,
+    );
+    let model = llama::Llama::load(vb, &cfg).unwrap();
+    let cache = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    (model, cache)
+}
+
+#[test]
+fn tiny_safetensors_llama_matches_candle_llama() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in [
+        Tiny::default(),
+        Tiny {
+            tie: true,
+            kv_heads: 4,
+            ..Tiny::default()
+        },
+        Tiny {
+            llama3_rope: true,
+            kv_heads: 1,
+            ..Tiny::default()
+        },
+    ] {
+        let folder = common::write_tiny_hf(dir.path(), &t, 11);
+        let model = Model::load(folder.to_str().unwrap(), &Device::Cpu).unwrap();
+        assert_eq!(model.info.format, "safetensors");
+        let (reference, mut cache) = candle_llama(&folder);
+        // Positions past original_max_position_embeddings (32) exercise the llama3 scaling.
+        let prompt: Vec<u32> = (0..40).map(|i| (i * 37 % 300) as u32).collect();
+        let worst = compare_with(&model, &prompt, &[7, 8, 9], |x, pos| {
+            reference.forward(x, pos, &mut cache).unwrap().i(0).unwrap()
+        });
+        assert!(worst <= TOL, "{t:?}: max abs logit difference {worst}");
+    }
+}
+
+#[test]
+fn tiny_safetensors_qwen2_matches_candle_qwen2() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tiny {
+        model_type: "qwen2",
+        ..Tiny::default()
+    };
+    let folder = common::write_tiny_hf(dir.path(), &t, 13);
+    let model = Model::load(folder.to_str().unwrap(), &Device::Cpu).unwrap();
+    let cfg: qwen2::Config =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+    let vb = VarBuilder::from_tensors(
+        candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap(),
+        DType::F32,
+        &Device::Cpu,
+    );
+    let mut reference = qwen2::ModelForCausalLM::new(&cfg, vb).unwrap();
+    let worst = compare_with(&model, &[3, 1, 4, 1, 5, 9, 2, 6], &[5, 3], |x, pos| {
+        reference.forward(x, pos).unwrap().i((0, 0)).unwrap()
+    });
+    assert!(worst <= TOL, "max abs logit difference {worst}");
+}
