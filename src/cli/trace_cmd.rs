@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use clap::Args;
 use serde_json::json;
 
-use steerscope::hooks::{BlockHook, TraceSpec};
+use steerscope::hooks::{BlockHook, HookPoint, TraceSpec};
 use steerscope::model::{ForwardArgs, KvCache};
 use steerscope::vector::SteeringVector;
 
@@ -28,6 +28,17 @@ pub struct TraceArgs {
     /// Print every layer and token as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Capture the full activations at a hook point (TransformerLens name, e.g.
+    /// `blocks.12.hook_resid_post`); repeatable. Written to --capture-out.
+    #[arg(long, value_parser = parse_hook)]
+    pub capture: Vec<HookPoint>,
+    /// Safetensors file for --capture (tensors named by hook point, each [tokens, hidden]).
+    #[arg(long, requires = "capture")]
+    pub capture_out: Option<PathBuf>,
+}
+
+fn parse_hook(s: &str) -> Result<HookPoint, String> {
+    s.parse::<HookPoint>().map_err(|e| e.to_string())
 }
 
 pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
@@ -49,10 +60,22 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
         }
         .into());
     }
+    for hook in &a.capture {
+        if let HookPoint::Block { layer_idx, .. } = hook {
+            cfg.check_layer(*layer_idx)?;
+        }
+    }
+    if !a.capture.is_empty() && a.capture_out.is_none() {
+        return Err(steerscope::Error::InvalidValue {
+            name: "--capture-out".into(),
+            message: "missing (where should the captured activations go?)".into(),
+        }
+        .into());
+    }
     let spec = TraceSpec {
         directions,
         summaries: true,
-        capture: vec![],
+        capture: a.capture.clone(),
     };
     let n_tokens = ids.len();
     let input = Tensor::from_vec(ids.clone(), (1, n_tokens), model.transformer.device())?;
@@ -65,6 +88,16 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
             ..ForwardArgs::default()
         },
     )?;
+    if let Some(path) = &a.capture_out {
+        let map: std::collections::HashMap<String, Tensor> = out
+            .captures
+            .iter()
+            .map(|(hook, t)| Ok((hook.to_string(), t.squeeze(0)?)))
+            .collect::<candle_core::Result<_>>()?;
+        candle_core::safetensors::save(&map, path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot write captures: {e}", path.display()))?;
+        eprintln!("wrote {} captured hook point(s) to {}", map.len(), path.display());
+    }
     let tr = out
         .trace
         .ok_or_else(|| anyhow::anyhow!("internal: the forward returned no trace"))?;
