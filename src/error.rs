@@ -7,7 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 
     #[error("{path}: file not found ({expected})")]
     MissingFile { path: PathBuf, expected: String },
@@ -22,7 +25,9 @@ pub enum Error {
         expected: String,
     },
 
-    #[error("{path}: tensor `{tensor}` has unsupported type {dtype} (expected one of: {expected})")]
+    #[error(
+        "{path}: tensor `{tensor}` has unsupported type {dtype} (expected one of: {expected})"
+    )]
     UnsupportedQuantization {
         path: PathBuf,
         tensor: String,

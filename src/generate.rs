@@ -108,11 +108,17 @@ pub fn generate(
     let tf = &model.transformer;
     let batch = req.streams.len();
     if batch == 0 {
-        return Err(Error::invalid("streams", "none requested (expected at least one)"));
+        return Err(Error::invalid(
+            "streams",
+            "none requested (expected at least one)",
+        ));
     }
     let prompt_len = req.prompt_ids.len();
     if prompt_len == 0 {
-        return Err(Error::invalid("prompt", "it is empty (expected at least one token)"));
+        return Err(Error::invalid(
+            "prompt",
+            "it is empty (expected at least one token)",
+        ));
     }
     if prompt_len + req.max_new_tokens > tf.cfg.context_len {
         return Err(Error::PromptTooLong {

@@ -6,6 +6,7 @@
 //! (`steerscope` binary) prints what these return.
 
 pub mod error;
+pub mod extract;
 pub mod generate;
 pub mod hooks;
 pub mod model;

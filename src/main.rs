@@ -14,7 +14,14 @@ fn fail(msg: &str) -> ! {
 fn main() {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            err.exit()
+        }
         Err(err) => {
             // clap's message without its usage block, as one line.
             let rendered = err.render().to_string();
@@ -29,7 +36,11 @@ fn main() {
     };
     if let Err(err) = cli::run(cli) {
         // The error and its causes, joined.
-        let msg = err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+        let msg = err
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ");
         fail(&format!("error: {msg}"));
     }
 }

@@ -84,7 +84,14 @@ impl TraceRecord {
 
     /// Projection onto unit direction `dir` at `hook` of `layer_idx`.
     #[must_use]
-    pub fn projection(&self, hook: BlockHook, layer_idx: usize, row: usize, token: usize, dir: usize) -> f32 {
+    pub fn projection(
+        &self,
+        hook: BlockHook,
+        layer_idx: usize,
+        row: usize,
+        token: usize,
+        dir: usize,
+    ) -> f32 {
         self.hooks[hook.index()].projections[self.idx(layer_idx, row, token) * self.n_dirs + dir]
     }
 
@@ -108,13 +115,25 @@ impl TraceRecord {
         let rows = self.batch;
         self.embed.norms = cat(&self.embed.norms, &later.embed.norms, rows, ta, tb);
         if k > 0 {
-            self.embed.projections = cat(&self.embed.projections, &later.embed.projections, rows, ta * k, tb * k);
+            self.embed.projections = cat(
+                &self.embed.projections,
+                &later.embed.projections,
+                rows,
+                ta * k,
+                tb * k,
+            );
         }
         let outer = self.n_layers * rows;
         for (mine, theirs) in self.hooks.iter_mut().zip(&later.hooks) {
             mine.norms = cat(&mine.norms, &theirs.norms, outer, ta, tb);
             if k > 0 {
-                mine.projections = cat(&mine.projections, &theirs.projections, outer, ta * k, tb * k);
+                mine.projections = cat(
+                    &mine.projections,
+                    &theirs.projections,
+                    outer,
+                    ta * k,
+                    tb * k,
+                );
             }
         }
         self.n_tokens += tb;

@@ -32,7 +32,10 @@ impl SteeringVector {
             });
         }
         let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
-            Error::bad_file(path, format!("not a readable safetensors steering vector: {e}"))
+            Error::bad_file(
+                path,
+                format!("not a readable safetensors steering vector: {e}"),
+            )
         })?;
         let mut shared = None;
         let mut per_layer = BTreeMap::new();
@@ -70,7 +73,10 @@ impl SteeringVector {
             .chain(per_layer.iter().map(|(l, t)| (format!("direction.{l}"), t)))
             .collect();
         if all.is_empty() {
-            return Err(Error::bad_file(path, "holds no tensors (expected a steering direction)"));
+            return Err(Error::bad_file(
+                path,
+                "holds no tensors (expected a steering direction)",
+            ));
         }
         for (name, t) in all {
             let width = t.elem_count();
@@ -83,7 +89,10 @@ impl SteeringVector {
             }
             let values = t.to_vec1::<f32>()?;
             if values.iter().any(|v| !v.is_finite()) {
-                return Err(Error::bad_file(path, format!("tensor `{name}` holds NaN or infinite values")));
+                return Err(Error::bad_file(
+                    path,
+                    format!("tensor `{name}` holds NaN or infinite values"),
+                ));
             }
         }
         Ok(Self {
@@ -123,5 +132,45 @@ pub fn save_per_layer(path: &Path, directions: &[(usize, Tensor)]) -> Result<()>
         .iter()
         .map(|(l, t)| (format!("direction.{l}"), t.clone()))
         .collect();
-    candle_core::safetensors::save(&map, path).map_err(|e| Error::bad_file(path, format!("cannot write: {e}")))
+    candle_core::safetensors::save(&map, path)
+        .map_err(|e| Error::bad_file(path, format!("cannot write: {e}")))
+}
+
+/// Folders searched for shipped vectors: `./vectors` and the source tree's `vectors/`.
+fn vector_dirs() -> Vec<PathBuf> {
+    vec![
+        PathBuf::from("vectors"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors"),
+    ]
+}
+
+/// The first shipped vector (sorted by name) whose name before the first `.` appears in the
+/// model's file or folder name, e.g. `smollm2-135m-instruct.cheerful-gloomy.safetensors` for
+/// `SmolLM2-135M-Instruct.Q4_1.gguf`.
+#[must_use]
+pub fn find_shipped(model_path: &Path) -> Option<PathBuf> {
+    let model_name = model_path.file_name()?.to_string_lossy().to_lowercase();
+    for dir in vector_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(std::result::Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.split('.').next())
+                    .is_some_and(|stem| {
+                        !stem.is_empty() && model_name.contains(&stem.to_lowercase())
+                    })
+            })
+            .collect();
+        found.sort();
+        if let Some(first) = found.into_iter().next() {
+            return Some(first);
+        }
+    }
+    None
 }

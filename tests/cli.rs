@@ -12,7 +12,10 @@ use candle_core::{Device, Tensor};
 use common::Tiny;
 
 fn steerscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steerscope")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_steerscope"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Assert a clean failure: exit 2, no panic, one line on stderr containing every `needle`.
@@ -22,9 +25,16 @@ fn fails_with(args: &[&str], needles: &[&str]) {
     assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
     assert!(!stderr.contains("panicked"), "panic for {args:?}: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line for {args:?}, got: {stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line for {args:?}, got: {stderr}"
+    );
     for n in needles {
-        assert!(stderr.contains(n), "stderr for {args:?} lacks {n:?}: {stderr}");
+        assert!(
+            stderr.contains(n),
+            "stderr for {args:?} lacks {n:?}: {stderr}"
+        );
     }
 }
 
@@ -41,7 +51,12 @@ fn fixture() -> Fixture {
     let hf = common::write_tiny_hf(&root, &Tiny::default(), 3);
     let gguf = root.join("tiny.gguf");
     common::write_tiny_gguf(&gguf, &Tiny::default(), 3, GgmlDType::Q8_0);
-    Fixture { _dir: dir, root, hf, gguf }
+    Fixture {
+        _dir: dir,
+        root,
+        hf,
+        gguf,
+    }
 }
 
 fn s(p: &Path) -> &str {
@@ -50,12 +65,19 @@ fn s(p: &Path) -> &str {
 
 fn write_vector(path: &Path, width: usize, value: f32) {
     let t = Tensor::full(value, width, &Device::Cpu).unwrap();
-    candle_core::safetensors::save(&std::collections::HashMap::from([("direction".to_string(), t)]), path).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("direction".to_string(), t)]),
+        path,
+    )
+    .unwrap();
 }
 
 #[test]
 fn missing_model_file() {
-    fails_with(&["generate", "-m", "/no/such/model.gguf", "-p", "hi"], &["/no/such/model.gguf", "file not found"]);
+    fails_with(
+        &["generate", "-m", "/no/such/model.gguf", "-p", "hi"],
+        &["/no/such/model.gguf", "file not found"],
+    );
 }
 
 #[test]
@@ -68,7 +90,10 @@ fn missing_hf_cache_id() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nobody/no-such-model") && err.contains("not in the Hugging Face cache"), "{err}");
+    assert!(
+        err.contains("nobody/no-such-model") && err.contains("not in the Hugging Face cache"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -77,13 +102,22 @@ fn truncated_and_corrupt_gguf() {
     let bytes = std::fs::read(&f.gguf).unwrap();
     let truncated = f.root.join("truncated.gguf");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    fails_with(&["generate", "-m", s(&truncated), "-p", "hi"], &["truncated.gguf", "truncated"]);
+    fails_with(
+        &["generate", "-m", s(&truncated), "-p", "hi"],
+        &["truncated.gguf", "truncated"],
+    );
     let garbage = f.root.join("garbage.gguf");
     std::fs::write(&garbage, b"this is not a gguf file at all, just text").unwrap();
-    fails_with(&["generate", "-m", s(&garbage), "-p", "hi"], &["garbage.gguf", "not a readable GGUF"]);
+    fails_with(
+        &["generate", "-m", s(&garbage), "-p", "hi"],
+        &["garbage.gguf", "not a readable GGUF"],
+    );
     let header_only = f.root.join("header.gguf");
     std::fs::write(&header_only, &bytes[..64]).unwrap();
-    fails_with(&["generate", "-m", s(&header_only), "-p", "hi"], &["header.gguf"]);
+    fails_with(
+        &["generate", "-m", s(&header_only), "-p", "hi"],
+        &["header.gguf"],
+    );
 }
 
 #[test]
@@ -97,7 +131,10 @@ fn unknown_gguf_quantization() {
     bytes[dtype_at..dtype_at + 4].copy_from_slice(&99u32.to_le_bytes());
     let bad = f.root.join("badquant.gguf");
     std::fs::write(&bad, bytes).unwrap();
-    fails_with(&["generate", "-m", s(&bad), "-p", "hi"], &["badquant.gguf", "unsupported type", "Q4_0"]);
+    fails_with(
+        &["generate", "-m", s(&bad), "-p", "hi"],
+        &["badquant.gguf", "unsupported type", "Q4_0"],
+    );
 }
 
 #[test]
@@ -106,19 +143,29 @@ fn truncated_safetensors_and_missing_tokenizer() {
     let st = f.hf.join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
-    fails_with(&["generate", "-m", s(&f.hf), "-p", "hi"], &["model.safetensors"]);
+    fails_with(
+        &["generate", "-m", s(&f.hf), "-p", "hi"],
+        &["model.safetensors"],
+    );
     std::fs::remove_file(f.hf.join("tokenizer.json")).unwrap();
-    fails_with(&["generate", "-m", s(&f.hf), "-p", "hi"], &["tokenizer.json", "file not found"]);
+    fails_with(
+        &["generate", "-m", s(&f.hf), "-p", "hi"],
+        &["tokenizer.json", "file not found"],
+    );
 }
 
 #[test]
 fn unknown_architecture() {
     let f = fixture();
     let cfg_path = f.hf.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     cfg["model_type"] = "gpt_neox".into();
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    fails_with(&["generate", "-m", s(&f.hf), "-p", "hi"], &["config.json", "gpt_neox", "llama, mistral, qwen2"]);
+    fails_with(
+        &["generate", "-m", s(&f.hf), "-p", "hi"],
+        &["config.json", "gpt_neox", "llama, mistral, qwen2"],
+    );
 }
 
 #[test]
@@ -132,8 +179,22 @@ fn vector_of_wrong_width_or_nan_or_missing() {
     );
     let nan = f.root.join("nan.safetensors");
     write_vector(&nan, 64, f32::NAN);
-    fails_with(&["steer", "-m", s(&f.gguf), "-v", s(&nan), "-p", "t5"], &["nan.safetensors", "NaN"]);
-    fails_with(&["steer", "-m", s(&f.gguf), "-v", "/no/vec.safetensors", "-p", "t5"], &["/no/vec.safetensors"]);
+    fails_with(
+        &["steer", "-m", s(&f.gguf), "-v", s(&nan), "-p", "t5"],
+        &["nan.safetensors", "NaN"],
+    );
+    fails_with(
+        &[
+            "steer",
+            "-m",
+            s(&f.gguf),
+            "-v",
+            "/no/vec.safetensors",
+            "-p",
+            "t5",
+        ],
+        &["/no/vec.safetensors"],
+    );
 }
 
 #[test]
@@ -142,7 +203,17 @@ fn layer_out_of_range() {
     let v = f.root.join("v.safetensors");
     write_vector(&v, 64, 0.5);
     fails_with(
-        &["steer", "-m", s(&f.gguf), "-v", s(&v), "--layer", "99", "-p", "t5"],
+        &[
+            "steer",
+            "-m",
+            s(&f.gguf),
+            "-v",
+            s(&v),
+            "--layer",
+            "99",
+            "-p",
+            "t5",
+        ],
         &["layer 99", "3 layers"],
     );
 }
@@ -151,8 +222,14 @@ fn layer_out_of_range() {
 fn prompt_longer_than_the_context() {
     let f = fixture();
     let long = vec!["t7"; 400].join(" ");
-    fails_with(&["generate", "-m", s(&f.hf), "--raw", "-p", &long], &["400 tokens", "context of 256"]);
-    fails_with(&["trace", "-m", s(&f.hf), "--raw", "-p", &long], &["400 tokens", "context of 256"]);
+    fails_with(
+        &["generate", "-m", s(&f.hf), "--raw", "-p", &long],
+        &["400 tokens", "context of 256"],
+    );
+    fails_with(
+        &["trace", "-m", s(&f.hf), "--raw", "-p", &long],
+        &["400 tokens", "context of 256"],
+    );
 }
 
 #[test]
@@ -160,7 +237,10 @@ fn non_utf8_prompt_file() {
     let f = fixture();
     let p = f.root.join("latin1.txt");
     std::fs::write(&p, b"caf\xe9 au lait").unwrap();
-    fails_with(&["generate", "-m", s(&f.hf), "--prompt-file", s(&p)], &["latin1.txt", "UTF-8"]);
+    fails_with(
+        &["generate", "-m", s(&f.hf), "--prompt-file", s(&p)],
+        &["latin1.txt", "UTF-8"],
+    );
 }
 
 #[test]
@@ -168,7 +248,17 @@ fn unknown_hook_name() {
     let f = fixture();
     let out = f.root.join("cap.safetensors");
     fails_with(
-        &["trace", "-m", s(&f.hf), "-p", "t5", "--capture", "blocks.1.hook_resid", "--capture-out", s(&out)],
+        &[
+            "trace",
+            "-m",
+            s(&f.hf),
+            "-p",
+            "t5",
+            "--capture",
+            "blocks.1.hook_resid",
+            "--capture-out",
+            s(&out),
+        ],
         &["blocks.1.hook_resid", "unknown hook point"],
     );
 }
@@ -180,14 +270,35 @@ fn trace_json_and_capture_on_a_tiny_model() {
     write_vector(&v, 64, 0.5);
     let cap = f.root.join("cap.safetensors");
     let out = steerscope(&[
-        "trace", "-m", s(&f.hf), "--raw", "-p", "t5 t6 t7", "-v", s(&v), "--json",
-        "--capture", "blocks.2.hook_resid_post", "--capture-out", s(&cap),
+        "trace",
+        "-m",
+        s(&f.hf),
+        "--raw",
+        "-p",
+        "t5 t6 t7",
+        "-v",
+        s(&v),
+        "--json",
+        "--capture",
+        "blocks.2.hook_resid_post",
+        "--capture-out",
+        s(&cap),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["layers"].as_array().unwrap().len(), 3);
     assert_eq!(doc["tokens"].as_array().unwrap().len(), 3);
-    assert_eq!(doc["layers"][2]["resid_post_proj"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        doc["layers"][2]["resid_post_proj"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     let captured = candle_core::safetensors::load(&cap, &Device::Cpu).unwrap();
     assert_eq!(captured["blocks.2.hook_resid_post"].dims(), &[3, 64]);
 }
@@ -198,17 +309,40 @@ fn steer_on_smollm2_prints_both_columns() {
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("v.safetensors");
     let t = common::Rng::new(1).tensor(&[576], 1.0, 0.0);
-    candle_core::safetensors::save(&std::collections::HashMap::from([("direction".to_string(), t)]), &v).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("direction".to_string(), t)]),
+        &v,
+    )
+    .unwrap();
     let out = steerscope(&[
-        "steer", "--model", s(&model), "--vector", s(&v), "--layer", "10", "--strength", "6",
-        "--prompt", "Write a poem about cats", "--max-tokens", "12", "--ablate", "--json",
+        "steer",
+        "--model",
+        s(&model),
+        "--vector",
+        s(&v),
+        "--layer",
+        "10",
+        "--strength",
+        "6",
+        "--prompt",
+        "Write a poem about cats",
+        "--max-tokens",
+        "12",
+        "--ablate",
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let streams = doc["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 3);
     assert_eq!(streams[0]["label"], "unsteered");
-    assert!(streams.iter().all(|st| !st["text"].as_str().unwrap().trim().is_empty()));
+    assert!(streams
+        .iter()
+        .all(|st| !st["text"].as_str().unwrap().trim().is_empty()));
     assert_ne!(streams[0]["text"], streams[1]["text"]);
 }
 

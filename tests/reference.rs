@@ -27,17 +27,31 @@ fn compare_with(
         prompt_len: prompt.len(),
         ..ForwardArgs::default()
     };
-    let input = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let ours = tf.forward(&input, &mut cache, &args).unwrap().logits.i(0).unwrap();
+    let input = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let ours = tf
+        .forward(&input, &mut cache, &args)
+        .unwrap()
+        .logits
+        .i(0)
+        .unwrap();
     let theirs = reference(&input, 0);
     let mut worst = max_abs_diff(&ours, &theirs);
-    let mut pos = prompt.len();
-    for &tok in steps {
-        let input = Tensor::new(&[tok], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let ours = tf.forward(&input, &mut cache, &args).unwrap().logits.i(0).unwrap();
+    for (pos, &tok) in (prompt.len()..).zip(steps) {
+        let input = Tensor::new(&[tok], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let ours = tf
+            .forward(&input, &mut cache, &args)
+            .unwrap()
+            .logits
+            .i(0)
+            .unwrap();
         let theirs = reference(&input, pos);
         worst = worst.max(max_abs_diff(&ours, &theirs));
-        pos += 1;
     }
     // Guard against comparing two constant outputs.
     let spread = theirs_spread(model, prompt);
@@ -47,9 +61,16 @@ fn compare_with(
 
 fn theirs_spread(model: &Model, prompt: &[u32]) -> f32 {
     let tf = &model.transformer;
-    let input = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let l = tf
-        .forward(&input, &mut KvCache::new(tf.cfg.n_layers), &ForwardArgs::default())
+        .forward(
+            &input,
+            &mut KvCache::new(tf.cfg.n_layers),
+            &ForwardArgs::default(),
+        )
         .unwrap()
         .logits;
     let max = l.max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -105,7 +126,8 @@ fn tiny_gguf_matches_candle_quantized_llama_for_several_quantizations() {
 
 fn candle_llama(folder: &std::path::Path) -> (llama::Llama, llama::Cache) {
     let cfg: llama::LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+            .unwrap();
     let cfg = cfg.into_config(false);
     let vb = VarBuilder::from_tensors(
         candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap(),
@@ -156,7 +178,8 @@ fn tiny_safetensors_qwen2_matches_candle_qwen2() {
     let folder = common::write_tiny_hf(dir.path(), &t, 13);
     let model = Model::load(folder.to_str().unwrap(), &Device::Cpu).unwrap();
     let cfg: qwen2::Config =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(folder.join("config.json")).unwrap())
+            .unwrap();
     let vb = VarBuilder::from_tensors(
         candle_core::safetensors::load(folder.join("model.safetensors"), &Device::Cpu).unwrap(),
         DType::F32,

@@ -17,10 +17,17 @@ fn gguf_tokenizer_matches_llama_cpp_reference_ids() {
     let mut failures = vec![];
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         let got = model.encode(text).unwrap();
         if got != want {
-            failures.push(format!("{text:?}:\n  ours      {got:?}\n  llama.cpp {want:?}"));
+            failures.push(format!(
+                "{text:?}:\n  ours      {got:?}\n  llama.cpp {want:?}"
+            ));
         }
         // Decoding (specials kept) gives the text back.
         let back = model.tokenizer.decode(&got, false).unwrap();
@@ -34,11 +41,19 @@ fn chat_template_from_gguf_renders_chatml_and_special_tokens_encode_as_one_id() 
     let model = Model::load_gguf(&common::smollm2(), &Device::Cpu).unwrap();
     let text = model.render_chat("Write a poem about cats").unwrap();
     assert!(text.starts_with("<|im_start|>system\n"), "{text}");
-    assert!(text.ends_with("<|im_start|>user\nWrite a poem about cats<|im_end|>\n<|im_start|>assistant\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "<|im_start|>user\nWrite a poem about cats<|im_end|>\n<|im_start|>assistant\n"
+        ),
+        "{text}"
+    );
     let ids = model.encode_chat("Write a poem about cats").unwrap();
     let im_start = model.tokenizer.token_to_id("<|im_start|>").unwrap();
     let im_end = model.tokenizer.token_to_id("<|im_end|>").unwrap();
     assert_eq!(ids.iter().filter(|&&i| i == im_start).count(), 3);
     assert_eq!(ids.iter().filter(|&&i| i == im_end).count(), 2);
-    assert!(model.stop_ids.contains(&im_end), "end of turn must stop generation");
+    assert!(
+        model.stop_ids.contains(&im_end),
+        "end of turn must stop generation"
+    );
 }

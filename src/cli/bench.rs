@@ -7,7 +7,7 @@ use std::time::Instant;
 use candle_core::{Device, IndexOp, Tensor};
 use clap::Args;
 
-use steerscope::hooks::{Addition, BlockHook, Scope, Steering, TraceSpec};
+use steerscope::hooks::{Addition, Scope, Steering, TraceSpec};
 use steerscope::model::{ForwardArgs, KvCache, Model};
 
 #[derive(Args, Debug)]
@@ -30,10 +30,19 @@ struct Timing {
     per_token_ms: f64,
 }
 
-fn best(runs: Vec<Timing>) -> Timing {
-    let prefill_ms = runs.iter().map(|r| r.prefill_ms).fold(f64::INFINITY, f64::min);
-    let per_token_ms = runs.iter().map(|r| r.per_token_ms).fold(f64::INFINITY, f64::min);
-    Timing { prefill_ms, per_token_ms }
+fn best(runs: &[Timing]) -> Timing {
+    let prefill_ms = runs
+        .iter()
+        .map(|r| r.prefill_ms)
+        .fold(f64::INFINITY, f64::min);
+    let per_token_ms = runs
+        .iter()
+        .map(|r| r.per_token_ms)
+        .fold(f64::INFINITY, f64::min);
+    Timing {
+        prefill_ms,
+        per_token_ms,
+    }
 }
 
 fn argmax_rows(logits: &Tensor) -> anyhow::Result<Vec<u32>> {
@@ -41,11 +50,23 @@ fn argmax_rows(logits: &Tensor) -> anyhow::Result<Vec<u32>> {
 }
 
 /// Greedy decode with our forward; `batch` copies of the prompt, each with its steering.
-fn ours(model: &Model, ids: &[u32], n: usize, steering: &[Steering], trace: Option<&TraceSpec>, batch: usize) -> anyhow::Result<Timing> {
+fn ours(
+    model: &Model,
+    ids: &[u32],
+    n: usize,
+    steering: &[Steering],
+    trace: Option<&TraceSpec>,
+    batch: usize,
+) -> anyhow::Result<Timing> {
     let tf = &model.transformer;
     let dev = tf.device();
     let mut cache = KvCache::new(tf.cfg.n_layers);
-    let args = ForwardArgs { steering, trace, prompt_len: ids.len(), all_logits: false };
+    let args = ForwardArgs {
+        steering,
+        trace,
+        prompt_len: ids.len(),
+        all_logits: false,
+    };
     let t0 = Instant::now();
     let input = Tensor::from_vec(ids.repeat(batch), (batch, ids.len()), dev)?;
     let mut next = argmax_rows(&tf.forward(&input, &mut cache, &args)?.logits)?;
@@ -55,13 +76,20 @@ fn ours(model: &Model, ids: &[u32], n: usize, steering: &[Steering], trace: Opti
         let input = Tensor::from_vec(next.clone(), (batch, 1), dev)?;
         next = argmax_rows(&tf.forward(&input, &mut cache, &args)?.logits)?;
     }
-    Ok(Timing { prefill_ms, per_token_ms: t1.elapsed().as_secs_f64() * 1e3 / n as f64 })
+    Ok(Timing {
+        prefill_ms,
+        per_token_ms: t1.elapsed().as_secs_f64() * 1e3 / n as f64,
+    })
 }
 
 fn stock(path: &PathBuf, ids: &[u32], n: usize) -> anyhow::Result<Timing> {
     let mut file = std::fs::File::open(path)?;
     let content = candle_core::quantized::gguf_file::Content::read(&mut file)?;
-    let mut m = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)?;
+    let mut m = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut file,
+        &Device::Cpu,
+    )?;
     let t0 = Instant::now();
     let input = Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?;
     let logits = m.forward(&input, 0)?;
@@ -73,7 +101,10 @@ fn stock(path: &PathBuf, ids: &[u32], n: usize) -> anyhow::Result<Timing> {
         let logits = m.forward(&input, ids.len() + i)?;
         next = logits.i(0)?.argmax(0)?.to_scalar::<u32>()?;
     }
-    Ok(Timing { prefill_ms, per_token_ms: t1.elapsed().as_secs_f64() * 1e3 / n as f64 })
+    Ok(Timing {
+        prefill_ms,
+        per_token_ms: t1.elapsed().as_secs_f64() * 1e3 / n as f64,
+    })
 }
 
 pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
@@ -82,11 +113,19 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let cfg = model.cfg();
     let dir = Tensor::randn(0f32, 1f32, cfg.hidden_size, &Device::Cpu)?;
     let steered = Steering {
-        additions: vec![Addition { layer_idx: cfg.n_layers / 2, vector: dir.clone(), strength: 4.0, scope: Scope::All }],
+        additions: vec![Addition {
+            layer_idx: cfg.n_layers / 2,
+            vector: dir.clone(),
+            strength: 4.0,
+            scope: Scope::All,
+        }],
         ..Steering::default()
     };
-    let trace = TraceSpec { directions: vec![dir], summaries: true, capture: vec![] };
-    let _ = BlockHook::ALL;
+    let trace = TraceSpec {
+        directions: vec![dir],
+        summaries: true,
+        capture: vec![],
+    };
     let n = a.tokens;
     let reps = a.repeats.max(1);
     let mut s_stock = vec![];
@@ -101,10 +140,23 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
         s_trace.push(ours(&model, &ids, n, &[], Some(&trace), 1)?);
         s_pair.push(ours(&model, &ids, n, &pair, None, 2)?);
     }
-    let (st, pl, tr, pa) = (best(s_stock), best(s_plain), best(s_trace), best(s_pair));
-    println!("model: {} ({} prompt tokens, {} decoded tokens, best of {reps})", a.model.display(), ids.len(), n);
+    let (st, pl, tr, pa) = (
+        best(&s_stock),
+        best(&s_plain),
+        best(&s_trace),
+        best(&s_pair),
+    );
+    println!(
+        "model: {} ({} prompt tokens, {} decoded tokens, best of {reps})",
+        a.model.display(),
+        ids.len(),
+        n
+    );
     println!("build: {}", build_flags());
-    println!("{:<44} {:>12} {:>10} {:>12} {:>8}", "variant", "ms/token", "tok/s", "prefill ms", "ratio");
+    println!(
+        "{:<44} {:>12} {:>10} {:>12} {:>8}",
+        "variant", "ms/token", "tok/s", "prefill ms", "ratio"
+    );
     let row = |name: &str, t: &Timing| {
         println!(
             "{name:<44} {:>12.2} {:>10.1} {:>12.1} {:>7.2}x",
@@ -122,7 +174,11 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn build_flags() -> String {
-    let mut f = vec![if cfg!(debug_assertions) { "debug" } else { "release" }];
+    let mut f = vec![if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }];
     if cfg!(target_feature = "avx2") {
         f.push("avx2");
     }

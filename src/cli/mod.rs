@@ -3,6 +3,7 @@
 mod bench;
 mod steer;
 mod trace_cmd;
+mod vector_cmd;
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,11 @@ use steerscope::model::{parse_device, Model};
 use steerscope::Error;
 
 #[derive(Parser, Debug)]
-#[command(name = "steerscope", version, about = "Look inside Llama-family language models while steering them")]
+#[command(
+    name = "steerscope",
+    version,
+    about = "Look inside Llama-family language models while steering them"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -29,7 +34,9 @@ pub enum Command {
     /// Per-layer, per-token norms of the residual stream and of attention and MLP outputs,
     /// and their projections onto a direction.
     Trace(trace_cmd::TraceArgs),
-    /// Time decoding against candle-transformers' stock quantized_llama (GGUF models).
+    /// A steering vector from two contrastive prompt sets (mean difference at the last token).
+    Vector(vector_cmd::VectorArgs),
+    /// Time decoding against candle-transformers' stock `quantized_llama` (GGUF models).
     Bench(bench::BenchArgs),
 }
 
@@ -94,7 +101,12 @@ fn read_utf8(path: &Path) -> anyhow::Result<String> {
         path: path.to_path_buf(),
         error,
     })?;
-    String::from_utf8(bytes).map_err(|_| Error::NotUtf8 { path: path.to_path_buf() }.into())
+    String::from_utf8(bytes).map_err(|_| {
+        Error::NotUtf8 {
+            path: path.to_path_buf(),
+        }
+        .into()
+    })
 }
 
 pub fn parse_scope(s: &str) -> Result<Scope, String> {
@@ -114,5 +126,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Generate(a)) => steer::generate(&a),
         Some(Command::Trace(a)) => trace_cmd::trace(&a),
         Some(Command::Bench(a)) => bench::bench(&a),
+        Some(Command::Vector(a)) => vector_cmd::vector(&a),
     }
 }

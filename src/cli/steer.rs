@@ -6,7 +6,9 @@ use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 
-use steerscope::generate::{generate as run_generation, GenerateRequest, Sampling, StreamSpec, TokenEvent};
+use steerscope::generate::{
+    generate as run_generation, GenerateRequest, Sampling, StreamSpec, TokenEvent,
+};
 use steerscope::hooks::{Addition, Scope, Steering};
 use steerscope::vector::SteeringVector;
 
@@ -43,10 +45,11 @@ pub struct SteerArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub prompt: PromptArgs,
-    /// Steering vector file (.safetensors: one [hidden] tensor, or `direction.N` per layer).
+    /// Steering vector file (.safetensors: one [hidden] tensor, or `direction.N` per layer);
+    /// default: the first shipped vector in `vectors/` whose name starts like the model's.
     #[arg(long, short = 'v')]
-    pub vector: PathBuf,
-    /// Layer whose output (blocks.L.hook_resid_post) the vector is added to; default: the middle.
+    pub vector: Option<PathBuf>,
+    /// Layer whose output (`blocks.L.hook_resid_post`) the vector is added to; default: the middle.
     #[arg(long, short = 'l')]
     pub layer: Option<usize>,
     /// Multiple of the vector to add (negative subtracts).
@@ -80,7 +83,20 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
     let cfg = model.cfg();
     let layer_idx = a.layer.unwrap_or(cfg.n_layers / 2);
     cfg.check_layer(layer_idx)?;
-    let vector = SteeringVector::load(&a.vector, cfg.hidden_size, model.transformer.device())?;
+    let vector_path = match &a.vector {
+        Some(p) => p.clone(),
+        None => steerscope::vector::find_shipped(&model.info.path).ok_or_else(|| {
+            steerscope::Error::InvalidValue {
+                name: "--vector".into(),
+                message: format!(
+                    "missing, and no shipped vector in vectors/ matches {} (give --vector FILE)",
+                    model.info.path.display()
+                ),
+            }
+        })?,
+    };
+    eprintln!("vector: {}", vector_path.display());
+    let vector = SteeringVector::load(&vector_path, cfg.hidden_size, model.transformer.device())?;
     let direction = vector.for_layer(layer_idx)?;
     let prompt_ids = a.prompt.ids(&model)?;
     let mut streams = vec![
@@ -153,7 +169,10 @@ pub fn generate(a: &GenerateArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut write_err = None;
     run_generation(&model, &req, &cancel, &mut |ev: TokenEvent<'_>| {
-        if let Err(e) = stdout.write_all(ev.text.as_bytes()).and_then(|()| stdout.flush()) {
+        if let Err(e) = stdout
+            .write_all(ev.text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
             write_err.get_or_insert(e);
         }
     })?;
@@ -178,7 +197,8 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     for para in text.split('\n') {
         let mut line = String::new();
         for word in para.split(' ') {
-            let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+            let needed =
+                line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
             if needed > width && !line.is_empty() {
                 lines.push(std::mem::take(&mut line));
             }

@@ -47,7 +47,10 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
     let layer_idx = a.layer.unwrap_or(cfg.n_layers / 2);
     cfg.check_layer(layer_idx)?;
     let directions = match &a.vector {
-        Some(p) => vec![SteeringVector::load(p, cfg.hidden_size, model.transformer.device())?.for_layer(layer_idx)?],
+        Some(p) => vec![
+            SteeringVector::load(p, cfg.hidden_size, model.transformer.device())?
+                .for_layer(layer_idx)?,
+        ],
         None => vec![],
     };
     let has_dir = !directions.is_empty();
@@ -96,7 +99,11 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
             .collect::<candle_core::Result<_>>()?;
         candle_core::safetensors::save(&map, path)
             .map_err(|e| anyhow::anyhow!("{}: cannot write captures: {e}", path.display()))?;
-        eprintln!("wrote {} captured hook point(s) to {}", map.len(), path.display());
+        eprintln!(
+            "wrote {} captured hook point(s) to {}",
+            map.len(),
+            path.display()
+        );
     }
     let tr = out
         .trace
@@ -116,9 +123,22 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
                     "resid_post_norm": per_token(&|t| tr.norm(BlockHook::ResidPost, l, 0, t)),
                 });
                 if has_dir {
-                    o["attn_out_proj"] = json!(per_token(&|t| tr.projection(BlockHook::AttnOut, l, 0, t, 0)));
-                    o["mlp_out_proj"] = json!(per_token(&|t| tr.projection(BlockHook::MlpOut, l, 0, t, 0)));
-                    o["resid_post_proj"] = json!(per_token(&|t| tr.projection(BlockHook::ResidPost, l, 0, t, 0)));
+                    o["attn_out_proj"] = json!(per_token(&|t| tr.projection(
+                        BlockHook::AttnOut,
+                        l,
+                        0,
+                        t,
+                        0
+                    )));
+                    o["mlp_out_proj"] =
+                        json!(per_token(&|t| tr.projection(BlockHook::MlpOut, l, 0, t, 0)));
+                    o["resid_post_proj"] = json!(per_token(&|t| tr.projection(
+                        BlockHook::ResidPost,
+                        l,
+                        0,
+                        t,
+                        0
+                    )));
                 }
                 o
             })
@@ -151,7 +171,11 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
         n_tokens,
         tokens[last]
     )?;
-    write!(s, "{:>5} {:>10} {:>10} {:>10}", "layer", "|resid|", "|attn|", "|mlp|")?;
+    write!(
+        s,
+        "{:>5} {:>10} {:>10} {:>10}",
+        "layer", "|resid|", "|attn|", "|mlp|"
+    )?;
     if has_dir {
         write!(s, " {:>10} {:>10} {:>10}", "resid.d", "attn.d", "mlp.d")?;
     }

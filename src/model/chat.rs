@@ -35,9 +35,12 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_template("chat", &self.source)
             .map_err(|e| Error::Template(format!("cannot parse: {e}")))?;
         let tmpl = env
@@ -66,7 +69,9 @@ mod tests {
             bos_token: String::new(),
             eos_token: "<|im_end|>".into(),
         };
-        let out = t.render(&[Message::user("Write a poem about cats")], true).unwrap();
+        let out = t
+            .render(&[Message::user("Write a poem about cats")], true)
+            .unwrap();
         assert_eq!(
             out,
             "<|im_start|>system\nYou are helpful<|im_end|>\n<|im_start|>user\nWrite a poem about cats<|im_end|>\n<|im_start|>assistant\n"
@@ -82,7 +87,9 @@ mod tests {
             eos_token: "<|eot_id|>".into(),
         };
         let out = t.render(&[Message::user(" hi ")], true).unwrap();
-        assert!(out.starts_with("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"));
+        assert!(out.starts_with(
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+        ));
         assert!(out.ends_with("assistant<|end_header_id|>\n\nx"));
     }
 

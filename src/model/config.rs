@@ -191,13 +191,17 @@ impl ModelConfig {
                 .and_then(|v| v.to_u32().ok())
                 .map(|v| v as usize)
                 .ok_or_else(|| {
-                    Error::bad_file(path, format!("GGUF metadata lacks `{key}` (expected a u32)"))
+                    Error::bad_file(
+                        path,
+                        format!("GGUF metadata lacks `{key}` (expected a u32)"),
+                    )
                 })
         };
         let hidden_size = get_u32("llama.embedding_length")?;
         let n_heads = get_u32("llama.attention.head_count")?;
         let n_kv_heads = get_u32("llama.attention.head_count_kv").unwrap_or(n_heads);
-        let head_dim = get_u32("llama.rope.dimension_count").unwrap_or(hidden_size / n_heads.max(1));
+        let head_dim =
+            get_u32("llama.rope.dimension_count").unwrap_or(hidden_size / n_heads.max(1));
         let rms_norm_eps = md
             .get("llama.attention.layer_norm_rms_epsilon")
             .and_then(|v| v.to_f32().ok())
@@ -206,9 +210,15 @@ impl ModelConfig {
             .get("llama.rope.freq_base")
             .and_then(|v| v.to_f32().ok())
             .unwrap_or(10_000.0);
-        let embd = content.tensor_infos.get("token_embd.weight").ok_or_else(|| {
-            Error::bad_file(path, "GGUF has no tensor `token_embd.weight` (expected a llama model)")
-        })?;
+        let embd = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .ok_or_else(|| {
+                Error::bad_file(
+                    path,
+                    "GGUF has no tensor `token_embd.weight` (expected a llama model)",
+                )
+            })?;
         let vocab_size = embd.shape.dims().first().copied().unwrap_or(0);
         let intermediate_size = get_u32("llama.feed_forward_length")?;
         let u32_key = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
@@ -238,7 +248,8 @@ impl ModelConfig {
 
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |msg: String| Err(Error::bad_file(path, msg));
-        if self.n_layers == 0 || self.hidden_size == 0 || self.n_heads == 0 || self.vocab_size == 0 {
+        if self.n_layers == 0 || self.hidden_size == 0 || self.n_heads == 0 || self.vocab_size == 0
+        {
             return bad(format!(
                 "model has {} layers, hidden size {}, {} heads, vocabulary {} (expected all > 0)",
                 self.n_layers, self.hidden_size, self.n_heads, self.vocab_size
@@ -251,7 +262,10 @@ impl ModelConfig {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return bad(format!("head dimension {} is odd (RoPE needs it even)", self.head_dim));
+            return bad(format!(
+                "head dimension {} is odd (RoPE needs it even)",
+                self.head_dim
+            ));
         }
         Ok(())
     }

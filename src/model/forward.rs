@@ -140,7 +140,9 @@ impl Transformer {
     /// Check a vector is a `[hidden_size]` direction.
     pub fn check_width(&self, what: &str, v: &Tensor) -> Result<()> {
         let found = v.elem_count();
-        if v.rank() > 1 && v.dims().iter().filter(|&&d| d > 1).count() > 1 || found != self.cfg.hidden_size {
+        if v.rank() > 1 && v.dims().iter().filter(|&&d| d > 1).count() > 1
+            || found != self.cfg.hidden_size
+        {
             return Err(Error::WidthMismatch {
                 what: what.into(),
                 found,
@@ -155,7 +157,10 @@ impl Transformer {
             self.cfg.check_layer(a.layer_idx)?;
             self.check_width("steering vector", &a.vector)?;
             if !a.strength.is_finite() {
-                return Err(Error::invalid("strength", format!("{} (expected a finite number)", a.strength)));
+                return Err(Error::invalid(
+                    "strength",
+                    format!("{} (expected a finite number)", a.strength),
+                ));
             }
         }
         if let Some(d) = &steering.ablate_direction {
@@ -184,7 +189,10 @@ impl Transformer {
         if steering.len() != 1 && steering.len() != batch {
             return Err(Error::invalid(
                 "steering",
-                format!("{} entries for a batch of {batch} (expected 1 or {batch})", steering.len()),
+                format!(
+                    "{} entries for a batch of {batch} (expected 1 or {batch})",
+                    steering.len()
+                ),
             ));
         }
         let dev = &self.device;
@@ -203,14 +211,13 @@ impl Transformer {
                 Scope::Prompt => pos < prompt_len,
                 Scope::Generated => pos >= prompt_len,
             };
-            let m: Vec<f32> = (index_pos..index_pos + seq_len)
-                .map(|pos| f32::from(u8::from(in_scope(pos))))
-                .collect();
-            if m.iter().all(|&x| x == 0.0) {
+            let m: Vec<bool> = (index_pos..index_pos + seq_len).map(in_scope).collect();
+            if m.iter().all(|&x| !x) {
                 Ok(None)
-            } else if m.iter().all(|&x| x == 1.0) {
+            } else if m.iter().all(|&x| x) {
                 Ok(Some(None))
             } else {
+                let m: Vec<f32> = m.into_iter().map(|x| f32::from(u8::from(x))).collect();
                 Ok(Some(Some(Tensor::from_vec(m, (1, seq_len, 1), dev)?)))
             }
         };
@@ -248,7 +255,10 @@ impl Transformer {
                 let sel = rmask.clone().unwrap_or_else(|| ones.clone());
                 let repl = match &c.mean {
                     None => Tensor::zeros((batch, 1, h), DType::F32, dev)?,
-                    Some(m) => m.to_dtype(DType::F32)?.reshape((1, 1, h))?.broadcast_mul(&sel)?,
+                    Some(m) => m
+                        .to_dtype(DType::F32)?
+                        .reshape((1, 1, h))?
+                        .broadcast_mul(&sel)?,
                 };
                 let slot = match c.component {
                     Component::Attn => &mut p.attn[c.layer_idx],
@@ -256,7 +266,10 @@ impl Transformer {
                 };
                 *slot = Some(match slot.take() {
                     None => ((ones - &sel)?, repl),
-                    Some((keep, prev)) => ((keep - &sel)?.relu()?, (prev.broadcast_mul(&(ones - &sel)?)? + repl)?),
+                    Some((keep, prev)) => (
+                        (keep - &sel)?.relu()?,
+                        (prev.broadcast_mul(&(ones - &sel)?)? + repl)?,
+                    ),
                 });
             }
         }
@@ -346,7 +359,10 @@ impl Transformer {
             )?)
         };
 
-        let mut x = self.weights.embed.index_select(&input_ids.flatten_all()?, 0)?
+        let mut x = self
+            .weights
+            .embed
+            .index_select(&input_ids.flatten_all()?, 0)?
             .reshape((batch, seq_len, self.cfg.hidden_size))?;
         if let Some(p) = prepared {
             x = Self::ablate(p, x)?;
@@ -367,7 +383,8 @@ impl Transformer {
             };
             hook(BlockHook::ResidPre, &x)?;
             let normed = bw.attn_norm.forward(&x)?;
-            let mut attn = self.attention(bw, &normed, layer_idx, cache, index_pos, mask.as_ref())?;
+            let mut attn =
+                self.attention(bw, &normed, layer_idx, cache, index_pos, mask.as_ref())?;
             if let Some(p) = prepared {
                 attn = Self::replace(p.attn[layer_idx].as_ref(), attn)?;
                 attn = Self::ablate(p, attn)?;
@@ -432,14 +449,19 @@ impl Transformer {
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3()?;
         let hd = cfg.head_dim;
-        let q = bw.q.forward(x)?.reshape((b, t, cfg.n_heads, hd))?.transpose(1, 2)?;
-        let k = bw.k.forward(x)?.reshape((b, t, cfg.n_kv_heads, hd))?.transpose(1, 2)?;
-        let v = bw
-            .v
-            .forward(x)?
-            .reshape((b, t, cfg.n_kv_heads, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
+        let q =
+            bw.q.forward(x)?
+                .reshape((b, t, cfg.n_heads, hd))?
+                .transpose(1, 2)?;
+        let k =
+            bw.k.forward(x)?
+                .reshape((b, t, cfg.n_kv_heads, hd))?
+                .transpose(1, 2)?;
+        let v =
+            bw.v.forward(x)?
+                .reshape((b, t, cfg.n_kv_heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()?;
         let cos = self.cos.narrow(0, index_pos, t)?;
         let sin = self.sin.narrow(0, index_pos, t)?;
         let rope = |x: Tensor| -> candle_core::Result<Tensor> {
@@ -453,7 +475,9 @@ impl Transformer {
         let q = rope(q)?;
         let k = rope(k)?;
         let (k, v) = match &cache.layers[layer_idx] {
-            Some((ck, cv)) if index_pos > 0 => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
+            Some((ck, cv)) if index_pos > 0 => {
+                (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?)
+            }
             _ => (k, v),
         };
         cache.layers[layer_idx] = Some((k.clone(), v.clone()));
@@ -465,7 +489,8 @@ impl Transformer {
             None => att,
             Some(m) => {
                 let m = m.broadcast_as(att.shape())?;
-                let neg_inf = Tensor::new(f32::NEG_INFINITY, att.device())?.broadcast_as(att.shape())?;
+                let neg_inf =
+                    Tensor::new(f32::NEG_INFINITY, att.device())?.broadcast_as(att.shape())?;
                 m.where_cond(&neg_inf, &att)?
             }
         };

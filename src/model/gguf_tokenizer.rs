@@ -25,7 +25,12 @@ const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 fn strings(path: &Path, content: &gguf_file::Content, key: &str) -> Result<Vec<String>> {
-    let bad = || Error::bad_file(path, format!("GGUF metadata `{key}` is missing or not an array of strings"));
+    let bad = || {
+        Error::bad_file(
+            path,
+            format!("GGUF metadata `{key}` is missing or not an array of strings"),
+        )
+    };
     let Some(Value::Array(items)) = content.metadata.get(key) else {
         return Err(bad());
     };
@@ -75,7 +80,12 @@ pub(crate) fn from_gguf(path: &Path, content: &gguf_file::Content) -> Result<Tok
         .map(|m| {
             m.split_once(' ')
                 .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                .ok_or_else(|| Error::bad_file(path, format!("GGUF merge `{m}` is not two tokens separated by a space")))
+                .ok_or_else(|| {
+                    Error::bad_file(
+                        path,
+                        format!("GGUF merge `{m}` is not two tokens separated by a space"),
+                    )
+                })
         })
         .collect::<Result<_>>()?;
     let bpe = BPE::builder()
@@ -85,9 +95,13 @@ pub(crate) fn from_gguf(path: &Path, content: &gguf_file::Content) -> Result<Tok
     let mut tokenizer = Tokenizer::new(bpe);
 
     let split = |re: &str| -> Result<PreTokenizerWrapper> {
-        Ok(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?
-            .into())
+        Ok(Split::new(
+            SplitPattern::Regex(re.into()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| Error::Tokenizer(e.to_string()))?
+        .into())
     };
     let byte_level_no_regex: PreTokenizerWrapper = ByteLevel::new(false, true, false).into();
     let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {

@@ -52,7 +52,10 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Device::new_cuda(0),
         "metal" => Device::new_metal(0),
-        s => match s.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+        s => match s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => Device::new_cuda(n),
             None => {
                 return Err(Error::invalid(
@@ -71,7 +74,14 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 }
 
 /// Common end-of-turn token strings across Llama-family chat formats.
-const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "</s>", "<|end|>"];
+const END_OF_TURN: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "</s>",
+    "<|end|>",
+];
 
 impl Model {
     /// Load from a `--model` value (path to `.gguf`, HF folder, or HF cache id).
@@ -146,8 +156,9 @@ impl Model {
                 expected: "the model's tokenizer.json".into(),
             });
         }
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| Error::bad_file(&tokenizer_path, format!("not a valid tokenizer.json: {e}")))?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+            Error::bad_file(&tokenizer_path, format!("not a valid tokenizer.json: {e}"))
+        })?;
         let files = source::safetensors_files(dir)?;
         let w = weights::Weights::from_safetensors(&files, &cfg, device)?;
         if let Some(gen_eos) = read_generation_eos(dir) {

@@ -43,7 +43,8 @@ fn looks_like_repo_id(spec: &str) -> bool {
             !p.is_empty()
                 && *p != "."
                 && *p != ".."
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         })
 }
 
@@ -109,11 +110,16 @@ fn folder(dir: &Path) -> Result<ModelSource> {
         [one] => Ok(ModelSource::Gguf(one.clone())),
         [] => Err(Error::MissingFile {
             path: dir.join("config.json"),
-            expected: "an HF model folder has config.json, model.safetensors and tokenizer.json".into(),
+            expected: "an HF model folder has config.json, model.safetensors and tokenizer.json"
+                .into(),
         }),
         _ => Err(Error::invalid(
             "--model",
-            format!("{} holds {} .gguf files; name one", dir.display(), ggufs.len()),
+            format!(
+                "{} holds {} .gguf files; name one",
+                dir.display(),
+                ggufs.len()
+            ),
         )),
     }
 }
@@ -191,6 +197,9 @@ mod tests {
         let err = resolve_in("/no/such/model.gguf", Path::new("/nonexistent"))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/no/such/model.gguf: file not found"), "{err}");
+        assert!(
+            err.starts_with("/no/such/model.gguf: file not found"),
+            "{err}"
+        );
     }
 }

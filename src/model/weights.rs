@@ -17,7 +17,10 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub(crate) enum Proj {
     Dense(Linear),
-    Quant { weight: QMatMul, bias: Option<Tensor> },
+    Quant {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
 }
 
 impl Proj {
@@ -106,7 +109,8 @@ pub(crate) fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<Fi
     })?;
     // Check the tensor data is all there before reading any of it.
     for (name, info) in &content.tensor_infos {
-        let bytes = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let bytes =
+            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
         let end = content.tensor_data_offset + info.offset + bytes as u64;
         if end > len {
             return Err(Error::bad_file(
@@ -130,7 +134,10 @@ impl Weights {
         let mut qtypes: HashMap<String, usize> = HashMap::new();
         let mut get = |name: &str| -> Result<QTensor> {
             let info = content.tensor_infos.get(name).ok_or_else(|| {
-                Error::bad_file(path, format!("GGUF lacks tensor `{name}` (expected a llama model)"))
+                Error::bad_file(
+                    path,
+                    format!("GGUF lacks tensor `{name}` (expected a llama model)"),
+                )
             })?;
             if !GGUF_TYPES.contains(&info.ggml_dtype) {
                 return Err(Error::UnsupportedQuantization {
@@ -200,7 +207,10 @@ impl Weights {
         for file in files {
             let bytes = std::fs::metadata(file).map_err(|e| Error::io(file, e))?;
             if bytes.len() < 8 {
-                return Err(Error::bad_file(file, "safetensors file is truncated (shorter than its 8-byte header length)"));
+                return Err(Error::bad_file(
+                    file,
+                    "safetensors file is truncated (shorter than its 8-byte header length)",
+                ));
             }
             let st = mmap_safetensors(file)?;
             if stored.is_none() {
@@ -216,7 +226,10 @@ impl Weights {
         let kv_out = cfg.n_kv_heads * cfg.head_dim;
         let qkv_bias = cfg.family == super::config::Family::Qwen2;
         let where_ = |e: candle_core::Error| {
-            Error::bad_file(&first, format!("{e} (expected HF Llama-family tensor names and shapes)"))
+            Error::bad_file(
+                &first,
+                format!("{e} (expected HF Llama-family tensor names and shapes)"),
+            )
         };
         let linear = |i: usize, o: usize, vb: VarBuilder, bias: bool| -> Result<Proj> {
             let l = if bias {
@@ -227,7 +240,10 @@ impl Weights {
             l.map(Proj::Dense).map_err(where_)
         };
         let norm = |vb: VarBuilder| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(vb.get(h, "weight").map_err(where_)?, cfg.rms_norm_eps))
+            Ok(RmsNorm::new(
+                vb.get(h, "weight").map_err(where_)?,
+                cfg.rms_norm_eps,
+            ))
         };
         let embed = vb
             .pp("model.embed_tokens")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
-/// SmolLM2-135M-Instruct Q4_1, as `scripts/fetch-model.sh` places it. Tests that need it fail
+/// `SmolLM2-135M-Instruct` `Q4_1`, as `scripts/fetch-model.sh` places it. Tests that need it fail
 /// (not skip) when it is missing: the test command fetches it.
 pub fn smollm2() -> PathBuf {
     let path = std::env::var_os("STEERSCOPE_SMOLLM2").map_or_else(
@@ -90,27 +90,72 @@ pub fn tiny_tensors(t: &Tiny, seed: u64) -> HashMap<String, Tensor> {
     let mut rng = Rng::new(seed);
     let hd = t.hidden / t.heads;
     let mut m = HashMap::new();
-    m.insert("model.embed_tokens.weight".into(), rng.tensor(&[t.vocab, t.hidden], 0.5, 0.0));
+    m.insert(
+        "model.embed_tokens.weight".into(),
+        rng.tensor(&[t.vocab, t.hidden], 0.5, 0.0),
+    );
     for l in 0..t.layers {
         let p = format!("model.layers.{l}");
-        m.insert(format!("{p}.input_layernorm.weight"), rng.tensor(&[t.hidden], 0.1, 1.0));
-        m.insert(format!("{p}.post_attention_layernorm.weight"), rng.tensor(&[t.hidden], 0.1, 1.0));
-        m.insert(format!("{p}.self_attn.q_proj.weight"), rng.tensor(&[t.heads * hd, t.hidden], 0.15, 0.0));
-        m.insert(format!("{p}.self_attn.k_proj.weight"), rng.tensor(&[t.kv_heads * hd, t.hidden], 0.15, 0.0));
-        m.insert(format!("{p}.self_attn.v_proj.weight"), rng.tensor(&[t.kv_heads * hd, t.hidden], 0.15, 0.0));
-        m.insert(format!("{p}.self_attn.o_proj.weight"), rng.tensor(&[t.hidden, t.heads * hd], 0.15, 0.0));
+        m.insert(
+            format!("{p}.input_layernorm.weight"),
+            rng.tensor(&[t.hidden], 0.1, 1.0),
+        );
+        m.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            rng.tensor(&[t.hidden], 0.1, 1.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.q_proj.weight"),
+            rng.tensor(&[t.heads * hd, t.hidden], 0.15, 0.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.k_proj.weight"),
+            rng.tensor(&[t.kv_heads * hd, t.hidden], 0.15, 0.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.v_proj.weight"),
+            rng.tensor(&[t.kv_heads * hd, t.hidden], 0.15, 0.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.o_proj.weight"),
+            rng.tensor(&[t.hidden, t.heads * hd], 0.15, 0.0),
+        );
         if t.model_type == "qwen2" {
-            m.insert(format!("{p}.self_attn.q_proj.bias"), rng.tensor(&[t.heads * hd], 0.1, 0.0));
-            m.insert(format!("{p}.self_attn.k_proj.bias"), rng.tensor(&[t.kv_heads * hd], 0.1, 0.0));
-            m.insert(format!("{p}.self_attn.v_proj.bias"), rng.tensor(&[t.kv_heads * hd], 0.1, 0.0));
+            m.insert(
+                format!("{p}.self_attn.q_proj.bias"),
+                rng.tensor(&[t.heads * hd], 0.1, 0.0),
+            );
+            m.insert(
+                format!("{p}.self_attn.k_proj.bias"),
+                rng.tensor(&[t.kv_heads * hd], 0.1, 0.0),
+            );
+            m.insert(
+                format!("{p}.self_attn.v_proj.bias"),
+                rng.tensor(&[t.kv_heads * hd], 0.1, 0.0),
+            );
         }
-        m.insert(format!("{p}.mlp.gate_proj.weight"), rng.tensor(&[t.inter, t.hidden], 0.15, 0.0));
-        m.insert(format!("{p}.mlp.up_proj.weight"), rng.tensor(&[t.inter, t.hidden], 0.15, 0.0));
-        m.insert(format!("{p}.mlp.down_proj.weight"), rng.tensor(&[t.hidden, t.inter], 0.1, 0.0));
+        m.insert(
+            format!("{p}.mlp.gate_proj.weight"),
+            rng.tensor(&[t.inter, t.hidden], 0.15, 0.0),
+        );
+        m.insert(
+            format!("{p}.mlp.up_proj.weight"),
+            rng.tensor(&[t.inter, t.hidden], 0.15, 0.0),
+        );
+        m.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            rng.tensor(&[t.hidden, t.inter], 0.1, 0.0),
+        );
     }
-    m.insert("model.norm.weight".into(), rng.tensor(&[t.hidden], 0.1, 1.0));
+    m.insert(
+        "model.norm.weight".into(),
+        rng.tensor(&[t.hidden], 0.1, 1.0),
+    );
     if !t.tie {
-        m.insert("lm_head.weight".into(), rng.tensor(&[t.vocab, t.hidden], 0.15, 0.0));
+        m.insert(
+            "lm_head.weight".into(),
+            rng.tensor(&[t.vocab, t.hidden], 0.15, 0.0),
+        );
     }
     m
 }
@@ -150,7 +195,11 @@ pub fn write_tokenizer_json(path: &Path, vocab: usize) {
     use tokenizers::models::wordlevel::WordLevel;
     let map: std::collections::HashMap<String, u32> =
         (0..vocab).map(|i| (format!("t{i}"), i as u32)).collect();
-    let model = WordLevel::builder().vocab(map.into_iter().collect()).unk_token("t0".into()).build().unwrap();
+    let model = WordLevel::builder()
+        .vocab(map.into_iter().collect())
+        .unk_token("t0".into())
+        .build()
+        .unwrap();
     let mut tok = tokenizers::Tokenizer::new(model);
     tok.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
     tok.save(path, false).unwrap();
@@ -160,8 +209,13 @@ pub fn write_tokenizer_json(path: &Path, vocab: usize) {
 pub fn write_tiny_hf(dir: &Path, t: &Tiny, seed: u64) -> PathBuf {
     let folder = dir.join(format!("tiny-{}", t.model_type));
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("config.json"), serde_json::to_string_pretty(&tiny_config_json(t)).unwrap()).unwrap();
-    candle_core::safetensors::save(&tiny_tensors(t, seed), folder.join("model.safetensors")).unwrap();
+    std::fs::write(
+        folder.join("config.json"),
+        serde_json::to_string_pretty(&tiny_config_json(t)).unwrap(),
+    )
+    .unwrap();
+    candle_core::safetensors::save(&tiny_tensors(t, seed), folder.join("model.safetensors"))
+        .unwrap();
     write_tokenizer_json(&folder.join("tokenizer.json"), t.vocab);
     std::fs::write(
         folder.join("tokenizer_config.json"),
@@ -173,11 +227,18 @@ pub fn write_tiny_hf(dir: &Path, t: &Tiny, seed: u64) -> PathBuf {
 
 /// Write a tiny llama GGUF with weights quantized to `qtype` (norms stay F32).
 pub fn write_tiny_gguf(path: &Path, t: &Tiny, seed: u64, qtype: GgmlDType) {
+    use gguf_file::Value;
     let hf = tiny_tensors(t, seed);
     let q = |name: &str, dtype: GgmlDType| QTensor::quantize(&hf[name], dtype).unwrap();
     let mut tensors: Vec<(String, QTensor)> = vec![
-        ("token_embd.weight".into(), q("model.embed_tokens.weight", qtype)),
-        ("output_norm.weight".into(), q("model.norm.weight", GgmlDType::F32)),
+        (
+            "token_embd.weight".into(),
+            q("model.embed_tokens.weight", qtype),
+        ),
+        (
+            "output_norm.weight".into(),
+            q("model.norm.weight", GgmlDType::F32),
+        ),
     ];
     if !t.tie {
         tensors.push(("output.weight".into(), q("lm_head.weight", qtype)));
@@ -195,11 +256,15 @@ pub fn write_tiny_gguf(path: &Path, t: &Tiny, seed: u64, qtype: GgmlDType) {
             ("ffn_up", "mlp.up_proj", qtype),
             ("ffn_down", "mlp.down_proj", qtype),
         ] {
-            tensors.push((format!("blk.{l}.{gguf}.weight"), q(&format!("{p}.{hfname}.weight"), dt)));
+            tensors.push((
+                format!("blk.{l}.{gguf}.weight"),
+                q(&format!("{p}.{hfname}.weight"), dt),
+            ));
         }
     }
-    use gguf_file::Value;
-    let tokens: Vec<Value> = (0..t.vocab).map(|i| Value::String(format!("t{i}"))).collect();
+    let tokens: Vec<Value> = (0..t.vocab)
+        .map(|i| Value::String(format!("t{i}")))
+        .collect();
     let types: Vec<Value> = (0..t.vocab).map(|_| Value::I32(1)).collect();
     let md: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String("llama".into())),
@@ -208,8 +273,14 @@ pub fn write_tiny_gguf(path: &Path, t: &Tiny, seed: u64, qtype: GgmlDType) {
         ("llama.embedding_length", Value::U32(t.hidden as u32)),
         ("llama.feed_forward_length", Value::U32(t.inter as u32)),
         ("llama.attention.head_count", Value::U32(t.heads as u32)),
-        ("llama.attention.head_count_kv", Value::U32(t.kv_heads as u32)),
-        ("llama.rope.dimension_count", Value::U32((t.hidden / t.heads) as u32)),
+        (
+            "llama.attention.head_count_kv",
+            Value::U32(t.kv_heads as u32),
+        ),
+        (
+            "llama.rope.dimension_count",
+            Value::U32((t.hidden / t.heads) as u32),
+        ),
         ("llama.rope.freq_base", Value::F32(10000.0)),
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
@@ -227,5 +298,14 @@ pub fn write_tiny_gguf(path: &Path, t: &Tiny, seed: u64, qtype: GgmlDType) {
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
