@@ -110,7 +110,7 @@ pub fn mean_difference(
     let total = positive.len() + negative.len();
     let pos = mean_last_token_activations(model, positive, chat, &mut |d, _| progress(d, total))?;
     let neg = mean_last_token_activations(model, negative, chat, &mut |d, _| {
-        progress(positive.len() + d, total)
+        progress(positive.len() + d, total);
     })?;
     Ok((pos - neg)?)
 }

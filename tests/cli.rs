@@ -360,3 +360,96 @@ fn no_subcommand_prints_help() {
 fn missing_required_argument_is_one_line() {
     fails_with(&["steer", "-p", "hi"], &["--model"]);
 }
+
+#[test]
+fn vector_command_writes_the_mean_difference_per_layer() {
+    let f = fixture();
+    let pos = f.root.join("pos.txt");
+    let neg = f.root.join("neg.json");
+    std::fs::write(&pos, "t5 t6 t7\nt8 t9\n").unwrap();
+    std::fs::write(&neg, r#"[{"instruction": "t10 t11"}, "t12"]"#).unwrap();
+    let out_path = f.root.join("v.safetensors");
+    let out = steerscope(&[
+        "vector",
+        "-m",
+        s(&f.hf),
+        "--raw",
+        "--positive",
+        s(&pos),
+        "--negative",
+        s(&neg),
+        "-o",
+        s(&out_path),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = candle_core::safetensors::load(&out_path, &Device::Cpu).unwrap();
+    assert_eq!(v.len(), 3);
+    // Recompute layer 1 by hand from captures.
+    let model = steerscope::model::Model::load(s(&f.hf), &Device::Cpu).unwrap();
+    let last = |text: &str| {
+        let ids = model.encode(text).unwrap();
+        let hook = steerscope::hooks::HookPoint::block(1, steerscope::hooks::BlockHook::ResidPost);
+        let spec = steerscope::hooks::TraceSpec {
+            capture: vec![hook],
+            ..Default::default()
+        };
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let o = model
+            .transformer
+            .forward(
+                &input,
+                &mut steerscope::model::KvCache::new(3),
+                &steerscope::model::ForwardArgs {
+                    trace: Some(&spec),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        o.captures[&hook]
+            .get(0)
+            .unwrap()
+            .get(ids.len() - 1)
+            .unwrap()
+    };
+    let mean_pos = ((last("t5 t6 t7") + last("t8 t9")).unwrap() / 2.0).unwrap();
+    let mean_neg = ((last("t10 t11") + last("t12")).unwrap() / 2.0).unwrap();
+    let expected = (mean_pos - mean_neg).unwrap();
+    assert!(common::max_abs_diff(&v["direction.1"], &expected) < 1e-5);
+    assert!(f.root.join("v.json").is_file(), "sidecar missing");
+}
+
+#[test]
+fn steer_without_vector_uses_the_shipped_smollm2_vector() {
+    let model = common::smollm2();
+    let out = steerscope(&[
+        "steer",
+        "--model",
+        s(&model),
+        "--layer",
+        "15",
+        "--strength",
+        "2",
+        "--prompt",
+        "Write a poem about cats",
+        "--max-tokens",
+        "16",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("smollm2-135m-instruct.cheerful-gloomy.safetensors"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unsteered") && text.contains("steered (layer 15, strength 2)"),
+        "{text}"
+    );
+}

@@ -95,7 +95,9 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
             }
         })?,
     };
-    eprintln!("vector: {}", vector_path.display());
+    if a.vector.is_none() {
+        eprintln!("vector: {} (shipped default)", vector_path.display());
+    }
     let vector = SteeringVector::load(&vector_path, cfg.hidden_size, model.transformer.device())?;
     let direction = vector.for_layer(layer_idx)?;
     let prompt_ids = a.prompt.ids(&model)?;
