@@ -453,3 +453,16 @@ fn steer_without_vector_uses_the_shipped_smollm2_vector() {
         "{text}"
     );
 }
+
+#[test]
+fn empty_prompt_is_an_error_not_a_panic() {
+    let f = fixture();
+    fails_with(
+        &["trace", "-m", s(&f.hf), "--raw", "-p", ""],
+        &["expected at least one token"],
+    );
+    fails_with(
+        &["generate", "-m", s(&f.hf), "--raw", "-p", ""],
+        &["prompt", "empty"],
+    );
+}

@@ -243,7 +243,8 @@ pub fn side_by_side(cols: &[(&str, &str)], total_width: usize) -> String {
                 format!("{s}{}", " ".repeat(width.saturating_sub(s.chars().count())))
             })
             .collect();
-        out.push_str(cells.join(" | ").trim_end());
+        // Drop the padding and separators after the last non-empty cell.
+        out.push_str(cells.join(" | ").trim_end_matches([' ', '|']));
         out.push('\n');
     }
     out

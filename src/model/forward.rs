@@ -308,6 +308,12 @@ impl Transformer {
         args: &ForwardArgs<'_>,
     ) -> Result<ForwardOutput> {
         let (batch, seq_len) = input_ids.dims2()?;
+        if batch == 0 || seq_len == 0 {
+            return Err(Error::invalid(
+                "input",
+                format!("{batch}x{seq_len} tokens (expected at least one token per row)"),
+            ));
+        }
         let index_pos = cache.seq_len;
         if index_pos + seq_len > self.cfg.context_len {
             return Err(Error::PromptTooLong {
