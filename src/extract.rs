@@ -7,13 +7,18 @@ use crate::error::{Error, Result};
 use crate::hooks::{BlockHook, HookPoint, TraceSpec};
 use crate::model::{ForwardArgs, KvCache, Model};
 
+/// Read a UTF-8 text file (a prompt or a prompt list), naming the file when it is not UTF-8.
+pub fn read_text(path: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|_| Error::NotUtf8 {
+        path: path.to_path_buf(),
+    })
+}
+
 /// Read a prompt list: a JSON array of strings or of `{"instruction": ...}` objects, or plain
 /// text with one prompt per non-empty line.
 pub fn read_prompts(path: &std::path::Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::NotUtf8 {
-        path: path.to_path_buf(),
-    })?;
+    let text = read_text(path)?;
     let prompts: Vec<String> = if text.trim_start().starts_with('[') {
         let json: Vec<serde_json::Value> = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not a JSON array of prompts: {e}")))?;

@@ -171,6 +171,29 @@ pub struct Steering {
 }
 
 impl Steering {
+    /// Add `strength * vector` at `blocks.{layer_idx}.hook_resid_post`, nothing else.
+    #[must_use]
+    pub fn add(layer_idx: usize, vector: Tensor, strength: f64, scope: Scope) -> Self {
+        Self {
+            additions: vec![Addition {
+                layer_idx,
+                vector,
+                strength,
+                scope,
+            }],
+            ..Self::default()
+        }
+    }
+
+    /// Project `direction` out everywhere (directional ablation), nothing else.
+    #[must_use]
+    pub fn ablate(direction: Tensor) -> Self {
+        Self {
+            ablate_direction: Some(direction),
+            ..Self::default()
+        }
+    }
+
     /// True when this steering changes nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use candle_core::{Device, IndexOp, Tensor};
 use clap::Args;
 
-use steerscope::hooks::{Addition, Scope, Steering, TraceSpec};
+use steerscope::hooks::{Scope, Steering, TraceSpec};
 use steerscope::model::{ForwardArgs, KvCache, Model};
 
 #[derive(Args, Debug)]
@@ -112,15 +112,7 @@ pub fn bench(a: &BenchArgs) -> anyhow::Result<()> {
     let ids = model.encode_chat(&a.prompt)?;
     let cfg = model.cfg();
     let dir = Tensor::randn(0f32, 1f32, cfg.hidden_size, &Device::Cpu)?;
-    let steered = Steering {
-        additions: vec![Addition {
-            layer_idx: cfg.n_layers / 2,
-            vector: dir.clone(),
-            strength: 4.0,
-            scope: Scope::All,
-        }],
-        ..Steering::default()
-    };
+    let steered = Steering::add(cfg.n_layers / 2, dir.clone(), 4.0, Scope::All);
     let trace = TraceSpec {
         directions: vec![dir],
         summaries: true,

@@ -5,7 +5,7 @@ mod steer;
 mod trace_cmd;
 mod vector_cmd;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -76,7 +76,7 @@ impl PromptArgs {
     pub fn text(&self) -> anyhow::Result<String> {
         match (&self.prompt, &self.prompt_file) {
             (Some(p), _) => Ok(p.clone()),
-            (None, Some(path)) => read_utf8(path),
+            (None, Some(path)) => Ok(steerscope::extract::read_text(path)?),
             (None, None) => Err(Error::InvalidValue {
                 name: "--prompt".into(),
                 message: "missing (give --prompt TEXT or --prompt-file FILE)".into(),
@@ -94,19 +94,6 @@ impl PromptArgs {
         };
         Ok(ids)
     }
-}
-
-fn read_utf8(path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).map_err(|error| Error::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    String::from_utf8(bytes).map_err(|_| {
-        Error::NotUtf8 {
-            path: path.to_path_buf(),
-        }
-        .into()
-    })
 }
 
 pub fn parse_scope(s: &str) -> Result<Scope, String> {

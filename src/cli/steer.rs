@@ -9,7 +9,7 @@ use clap::Args;
 use steerscope::generate::{
     generate as run_generation, GenerateRequest, Sampling, StreamSpec, TokenEvent,
 };
-use steerscope::hooks::{Addition, Scope, Steering};
+use steerscope::hooks::{Scope, Steering};
 use steerscope::vector::SteeringVector;
 
 use super::{ModelArgs, PromptArgs};
@@ -109,25 +109,14 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
         },
         StreamSpec {
             label: format!("steered (layer {layer_idx}, strength {})", a.strength),
-            steering: Steering {
-                additions: vec![Addition {
-                    layer_idx,
-                    vector: direction.clone(),
-                    strength: a.strength,
-                    scope: a.scope,
-                }],
-                ..Steering::default()
-            },
+            steering: Steering::add(layer_idx, direction.clone(), a.strength, a.scope),
             seed: a.sampling.seed + 1,
         },
     ];
     if a.ablate {
         streams.push(StreamSpec {
             label: "ablated".into(),
-            steering: Steering {
-                ablate_direction: Some(direction),
-                ..Steering::default()
-            },
+            steering: Steering::ablate(direction),
             seed: a.sampling.seed + 2,
         });
     }

@@ -55,14 +55,6 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
     };
     let has_dir = !directions.is_empty();
     let ids = a.prompt.ids(&model)?;
-    if ids.len() > cfg.context_len {
-        return Err(steerscope::Error::PromptTooLong {
-            n_tokens: ids.len(),
-            max_new_tokens: 0,
-            context_len: cfg.context_len,
-        }
-        .into());
-    }
     for hook in &a.capture {
         if let HookPoint::Block { layer_idx, .. } = hook {
             cfg.check_layer(*layer_idx)?;

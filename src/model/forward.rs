@@ -78,7 +78,8 @@ struct Prepared {
 struct Collector {
     /// Unit directions as columns, `[hidden, n_dirs]`.
     dirs: Option<Tensor>,
-    embed: (Tensor, Option<Tensor>),
+    /// Set once the embedding is summarized (always, before any block).
+    embed: Option<(Tensor, Option<Tensor>)>,
     per_hook: [Vec<(Tensor, Option<Tensor>)>; 5],
 }
 
@@ -341,7 +342,7 @@ impl Transformer {
                 };
                 Some(Collector {
                     dirs,
-                    embed: (Tensor::zeros(1, DType::F32, &self.device)?, None),
+                    embed: None,
                     per_hook: Default::default(),
                 })
             }
@@ -375,7 +376,7 @@ impl Transformer {
         }
         record(HookPoint::Embed, &x);
         if let Some(c) = collector.as_mut() {
-            c.embed = c.summarize(&x)?;
+            c.embed = Some(c.summarize(&x)?);
         }
 
         for (layer_idx, bw) in self.weights.blocks.iter().enumerate() {
@@ -424,13 +425,17 @@ impl Transformer {
             self.weights.lm_head.forward(&last)?
         };
         let trace = match collector {
-            Some(c) => Some(TraceRecord::from_device(
-                &c.embed,
-                &c.per_hook,
+            Some(Collector {
+                embed: Some(embed),
+                per_hook,
+                ..
+            }) => Some(TraceRecord::from_device(
+                &embed,
+                &per_hook,
                 args.trace.map_or(0, |t| t.directions.len()),
                 index_pos,
             )?),
-            None => None,
+            _ => None,
         };
         Ok(ForwardOutput {
             logits,

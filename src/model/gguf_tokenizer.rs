@@ -119,18 +119,16 @@ pub(crate) fn from_gguf(path: &Path, content: &gguf_file::Content) -> Result<Tok
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
 
-    let special: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types.iter())
-        .filter(|(_, &t)| t == TOKEN_TYPE_CONTROL)
-        .map(|(tok, _)| AddedToken::from(tok.clone(), true))
-        .collect();
-    let user: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types.iter())
-        .filter(|(_, &t)| t == TOKEN_TYPE_USER_DEFINED)
-        .map(|(tok, _)| AddedToken::from(tok.clone(), false))
-        .collect();
+    // Control tokens match whole and are special; user-defined ones match whole and are not.
+    let mut special = Vec::new();
+    let mut user = Vec::new();
+    for (tok, &t) in tokens.iter().zip(&types) {
+        match t {
+            TOKEN_TYPE_CONTROL => special.push(AddedToken::from(tok.clone(), true)),
+            TOKEN_TYPE_USER_DEFINED => user.push(AddedToken::from(tok.clone(), false)),
+            _ => {}
+        }
+    }
     tokenizer
         .add_special_tokens(special)
         .map_err(|e| Error::Tokenizer(e.to_string()))?;

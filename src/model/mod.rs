@@ -118,25 +118,16 @@ impl Model {
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(false);
         let bos_to_add = if add_bos { cfg.bos_token_id } else { None };
-        let info = ModelInfo {
-            path: path.to_path_buf(),
-            format: "gguf",
-            family: cfg.family,
-            quantization: w.quantization.clone(),
-            n_layers: cfg.n_layers,
-            hidden_size: cfg.hidden_size,
-            vocab_size: cfg.vocab_size,
-            context_len: cfg.context_len,
-        };
-        let stop_ids = stop_ids(&tokenizer, &cfg.eos_token_ids);
-        Ok(Self {
-            transformer: Transformer::new(cfg, w, device)?,
+        Self::assemble(
+            path,
+            "gguf",
+            cfg,
+            w,
             tokenizer,
             chat_template,
-            info,
-            stop_ids,
             bos_to_add,
-        })
+            device,
+        )
     }
 
     /// Load an HF folder (`config.json`, safetensors, `tokenizer.json`, `tokenizer_config.json`).
@@ -169,9 +160,32 @@ impl Model {
             }
         }
         let chat_template = read_hf_template(dir)?;
+        Self::assemble(
+            dir,
+            "safetensors",
+            cfg,
+            w,
+            tokenizer,
+            chat_template,
+            None,
+            device,
+        )
+    }
+
+    /// The part of loading both formats share: facts for display, stop tokens, RoPE tables.
+    fn assemble(
+        path: &Path,
+        format: &'static str,
+        cfg: ModelConfig,
+        w: weights::Weights,
+        tokenizer: Tokenizer,
+        chat_template: Option<ChatTemplate>,
+        bos_to_add: Option<u32>,
+        device: &Device,
+    ) -> Result<Self> {
         let info = ModelInfo {
-            path: dir.to_path_buf(),
-            format: "safetensors",
+            path: path.to_path_buf(),
+            format,
             family: cfg.family,
             quantization: w.quantization.clone(),
             n_layers: cfg.n_layers,
@@ -186,7 +200,7 @@ impl Model {
             chat_template,
             info,
             stop_ids,
-            bos_to_add: None,
+            bos_to_add,
         })
     }
 
