@@ -20,7 +20,16 @@ fn steerscope(args: &[&str]) -> Output {
 
 /// Assert a clean failure: exit 2, no panic, one line on stderr containing every `needle`.
 fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = steerscope(args);
+    fails_with_env(args, &[], needles);
+}
+
+/// [`fails_with`], with extra environment variables.
+fn fails_with_env(args: &[&str], env: &[(&str, &Path)], needles: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_steerscope"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
     assert!(!stderr.contains("panicked"), "panic for {args:?}: {stderr}");
@@ -83,16 +92,10 @@ fn missing_model_file() {
 #[test]
 fn missing_hf_cache_id() {
     let f = fixture();
-    let out = Command::new(env!("CARGO_BIN_EXE_steerscope"))
-        .args(["generate", "-m", "nobody/no-such-model", "-p", "hi"])
-        .env("HF_HUB_CACHE", &f.root)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("nobody/no-such-model") && err.contains("not in the Hugging Face cache"),
-        "{err}"
+    fails_with_env(
+        &["generate", "-m", "nobody/no-such-model", "-p", "hi"],
+        &[("HF_HUB_CACHE", &f.root)],
+        &["nobody/no-such-model", "not in the Hugging Face cache"],
     );
 }
 
@@ -397,10 +400,7 @@ fn vector_command_writes_the_mean_difference_per_layer() {
             capture: vec![hook],
             ..Default::default()
         };
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let input = common::ids_tensor(ids.as_slice());
         let o = model
             .transformer
             .forward(

@@ -27,55 +27,28 @@ fn compare_with(
         prompt_len: prompt.len(),
         ..ForwardArgs::default()
     };
-    let input = Tensor::new(prompt, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let ours = tf
-        .forward(&input, &mut cache, &args)
-        .unwrap()
-        .logits
-        .i(0)
-        .unwrap();
-    let theirs = reference(&input, 0);
-    let mut worst = max_abs_diff(&ours, &theirs);
-    for (pos, &tok) in (prompt.len()..).zip(steps) {
-        let input = Tensor::new(&[tok], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let ours = tf
+    // Each call appends `ids` to the cache and returns the last position's logits.
+    let mut ours = |ids: &[u32]| {
+        let input = common::ids_tensor(ids);
+        let logits = tf
             .forward(&input, &mut cache, &args)
             .unwrap()
             .logits
             .i(0)
             .unwrap();
-        let theirs = reference(&input, pos);
-        worst = worst.max(max_abs_diff(&ours, &theirs));
-    }
+        (input, logits)
+    };
+    let (input, logits) = ours(prompt);
     // Guard against comparing two constant outputs.
-    let spread = theirs_spread(model, prompt);
+    let spread = logits.max_all().unwrap().to_scalar::<f32>().unwrap()
+        - logits.min_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(spread > 0.1, "logits are degenerate (spread {spread})");
+    let mut worst = max_abs_diff(&logits, &reference(&input, 0));
+    for (pos, &tok) in (prompt.len()..).zip(steps) {
+        let (input, logits) = ours(&[tok]);
+        worst = worst.max(max_abs_diff(&logits, &reference(&input, pos)));
+    }
     worst
-}
-
-fn theirs_spread(model: &Model, prompt: &[u32]) -> f32 {
-    let tf = &model.transformer;
-    let input = Tensor::new(prompt, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let l = tf
-        .forward(
-            &input,
-            &mut KvCache::new(tf.cfg.n_layers),
-            &ForwardArgs::default(),
-        )
-        .unwrap()
-        .logits;
-    let max = l.max_all().unwrap().to_scalar::<f32>().unwrap();
-    let min = l.min_all().unwrap().to_scalar::<f32>().unwrap();
-    max - min
 }
 
 fn quantized_reference(path: &std::path::Path) -> quantized_llama::ModelWeights {

@@ -11,7 +11,7 @@ use candle_core::{Device, IndexOp, Tensor};
 use common::max_abs_diff;
 use steerscope::generate::{generate, GenerateRequest, Sampling, StopReason, StreamSpec};
 use steerscope::hooks::{
-    Addition, BlockHook, Component, ComponentAblation, HookPoint, Scope, Steering, TraceSpec,
+    BlockHook, Component, ComponentAblation, HookPoint, Scope, Steering, TraceSpec,
 };
 use steerscope::model::{ForwardArgs, ForwardOutput, KvCache, Model};
 
@@ -33,10 +33,7 @@ fn prompt() -> Vec<u32> {
 
 fn run(ids: &[u32], steering: &[Steering], trace: Option<&TraceSpec>) -> ForwardOutput {
     let tf = &model().transformer;
-    let input = Tensor::new(ids, &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let input = common::ids_tensor(ids);
     tf.forward(
         &input,
         &mut KvCache::new(tf.cfg.n_layers),
@@ -50,23 +47,16 @@ fn run(ids: &[u32], steering: &[Steering], trace: Option<&TraceSpec>) -> Forward
     .unwrap()
 }
 
-fn add(layer_idx: usize, vector: Tensor, strength: f64, scope: Scope) -> Steering {
-    Steering {
-        additions: vec![Addition {
-            layer_idx,
-            vector,
-            strength,
-            scope,
-        }],
-        ..Steering::default()
-    }
-}
-
 #[test]
 fn strength_zero_leaves_logits_bit_identical_and_nonzero_changes_them() {
     let ids = prompt();
     let base = run(&ids, &[], None).logits;
-    let zero = run(&ids, &[add(10, direction(1), 0.0, Scope::All)], None).logits;
+    let zero = run(
+        &ids,
+        &[Steering::add(10, direction(1), 0.0, Scope::All)],
+        None,
+    )
+    .logits;
     let base_v: Vec<f32> = base.flatten_all().unwrap().to_vec1().unwrap();
     let zero_v: Vec<f32> = zero.flatten_all().unwrap().to_vec1().unwrap();
     assert!(
@@ -76,7 +66,12 @@ fn strength_zero_leaves_logits_bit_identical_and_nonzero_changes_them() {
             .all(|(a, b)| a.to_bits() == b.to_bits()),
         "strength 0 changed logits"
     );
-    let some = run(&ids, &[add(10, direction(1), 2.0, Scope::All)], None).logits;
+    let some = run(
+        &ids,
+        &[Steering::add(10, direction(1), 2.0, Scope::All)],
+        None,
+    )
+    .logits;
     assert!(
         max_abs_diff(&base, &some) > 1e-2,
         "strength 2 did not change logits"
@@ -98,7 +93,7 @@ fn addition_changes_resid_post_of_its_layer_by_exactly_strength_times_v() {
     let base = run(&ids, &[], Some(&spec));
     let steered = run(
         &ids,
-        &[add(layer_idx, v.clone(), strength, Scope::All)],
+        &[Steering::add(layer_idx, v.clone(), strength, Scope::All)],
         Some(&spec),
     );
     // Upstream of the addition nothing moves.
@@ -113,13 +108,7 @@ fn addition_changes_resid_post_of_its_layer_by_exactly_strength_times_v() {
     assert_eq!(max_abs_diff(&steered.captures[&post], &expected), 0.0);
     // And the change itself is strength*v up to f32 rounding of the residual's magnitude.
     let delta = (&steered.captures[&post] - &base.captures[&post]).unwrap();
-    let scale = base.captures[&post]
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let scale = common::max_abs(&base.captures[&post]);
     let err = max_abs_diff(&delta, &sv.broadcast_as(delta.shape()).unwrap());
     assert!(
         err <= 1e-6 * scale,
@@ -137,10 +126,7 @@ fn ablation_removes_the_direction_at_every_hook_point() {
         capture: vec![],
     };
     let base = run(&ids, &[], Some(&spec)).trace.unwrap();
-    let ablated = Steering {
-        ablate_direction: Some(d),
-        ..Steering::default()
-    };
+    let ablated = Steering::ablate(d);
     let tr = run(&ids, &[ablated], Some(&spec)).trace.unwrap();
     let n_layers = model().cfg().n_layers;
     let mut worst_base = 0f32;
@@ -225,13 +211,7 @@ fn component_ablation_zeroes_or_replaces_one_sublayer_output() {
         ..Steering::default()
     };
     let out = run(&ids, &[s], Some(&spec));
-    let a = out.captures[&attn]
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let a = common::max_abs(&out.captures[&attn]);
     assert_eq!(a, 0.0);
     let m = &out.captures[&mlp];
     let expected = mean
@@ -266,15 +246,12 @@ fn streams() -> Vec<StreamSpec> {
         },
         StreamSpec {
             label: "steered".into(),
-            steering: add(8, direction(7), 8.0, Scope::All),
+            steering: Steering::add(8, direction(7), 8.0, Scope::All),
             seed: 2,
         },
         StreamSpec {
             label: "ablated".into(),
-            steering: Steering {
-                ablate_direction: Some(direction(7)),
-                ..Steering::default()
-            },
+            steering: Steering::ablate(direction(7)),
             seed: 3,
         },
     ]
@@ -310,19 +287,29 @@ fn scope_selects_prompt_or_generated_positions() {
     let v = direction(8);
     let ids = prompt();
     let base = run(&ids, &[], None).logits;
-    let gen_only = run(&ids, &[add(8, v.clone(), 8.0, Scope::Generated)], None).logits;
+    let gen_only = run(
+        &ids,
+        &[Steering::add(8, v.clone(), 8.0, Scope::Generated)],
+        None,
+    )
+    .logits;
     assert_eq!(
         max_abs_diff(&base, &gen_only),
         0.0,
         "generated-only steering touched the prompt"
     );
-    let prompt_only = run(&ids, &[add(8, v.clone(), 8.0, Scope::Prompt)], None).logits;
+    let prompt_only = run(
+        &ids,
+        &[Steering::add(8, v.clone(), 8.0, Scope::Prompt)],
+        None,
+    )
+    .logits;
     assert!(max_abs_diff(&base, &prompt_only) > 1e-2);
     // Generated-only steering does change what is generated.
     let unsteered = gen(vec![StreamSpec::default()], Sampling::default(), 16);
     let steered = gen(
         vec![StreamSpec {
-            steering: add(8, v, 8.0, Scope::Generated),
+            steering: Steering::add(8, v, 8.0, Scope::Generated),
             ..StreamSpec::default()
         }],
         Sampling::default(),
@@ -385,7 +372,7 @@ fn kv_cache_steps_under_steering_match_a_full_recompute_on_dense_weights() {
     for scope in [Scope::All, Scope::Prompt, Scope::Generated] {
         let s = [Steering {
             ablate_direction: Some(common::Rng::new(6).tensor(&[h], 1.0, 0.0)),
-            ..add(1, v.clone(), 3.0, scope)
+            ..Steering::add(1, v.clone(), 3.0, scope)
         }];
         // Positions >= 15 count as generated.
         let prompt_len = 15;
@@ -395,10 +382,7 @@ fn kv_cache_steps_under_steering_match_a_full_recompute_on_dense_weights() {
             prompt_len,
             all_logits: true,
         };
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let input = common::ids_tensor(ids.as_slice());
         let full = tf
             .forward(&input, &mut KvCache::new(tf.cfg.n_layers), &full_args)
             .unwrap()
@@ -408,16 +392,10 @@ fn kv_cache_steps_under_steering_match_a_full_recompute_on_dense_weights() {
             all_logits: false,
             ..full_args
         };
-        let first = Tensor::new(&ids[..prompt_len], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let first = common::ids_tensor(&ids[..prompt_len]);
         tf.forward(&first, &mut cache, &args).unwrap();
         for (pos, &tok) in ids.iter().enumerate().skip(prompt_len) {
-            let input = Tensor::new(&[tok], &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
+            let input = common::ids_tensor(&[tok]);
             let step = tf
                 .forward(&input, &mut cache, &args)
                 .unwrap()

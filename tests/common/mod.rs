@@ -297,10 +297,17 @@ pub fn write_tiny_gguf(path: &Path, t: &Tiny, seed: u64, qtype: GgmlDType) {
     gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
 }
 
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
+/// Token ids as a one-row batch, `[1, seq]`.
+pub fn ids_tensor(ids: &[u32]) -> Tensor {
+    Tensor::new(ids, &Device::Cpu)
         .unwrap()
-        .abs()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+/// Largest absolute value in `t`.
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -308,4 +315,8 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a - b).unwrap())
 }
