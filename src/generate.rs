@@ -137,6 +137,7 @@ pub fn generate(
         trace: req.trace.as_ref(),
         prompt_len,
         all_logits: false,
+        ..ForwardArgs::default()
     };
     let temperature = (req.sampling.temperature > 1e-7).then_some(req.sampling.temperature);
     let mut states: Vec<StreamState> = req

@@ -117,6 +117,16 @@ pub enum Scope {
     Generated,
 }
 
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::All => "all",
+            Self::Prompt => "prompt",
+            Self::Generated => "generated",
+        })
+    }
+}
+
 impl FromStr for Scope {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

@@ -5,11 +5,14 @@
 //! [`generate`] runs side-by-side streams on it; [`vector`] reads steering vectors; the CLI
 //! (`steerscope` binary) prints what these return.
 
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod generate;
 pub mod hooks;
 pub mod model;
+pub mod rng;
+pub mod steer;
 pub mod trace;
 pub mod vector;
 

@@ -145,11 +145,12 @@ fn vector_dirs() -> Vec<PathBuf> {
 }
 
 /// The first shipped vector (sorted by name) whose name before the first `.` appears in the
-/// model's file or folder name, e.g. `smollm2-135m-instruct.cheerful-gloomy.safetensors` for
-/// `SmolLM2-135M-Instruct.Q4_1.gguf`.
+/// model's path, e.g. `smollm2-135m-instruct.cheerful-gloomy.safetensors` for
+/// `SmolLM2-135M-Instruct.Q4_1.gguf`, and `demo-model.refusal.safetensors` for
+/// `assets/demo-model` and its `rounds/round-NN` checkpoints.
 #[must_use]
 pub fn find_shipped(model_path: &Path) -> Option<PathBuf> {
-    let model_name = model_path.file_name()?.to_string_lossy().to_lowercase();
+    let model_name = model_path.to_string_lossy().to_lowercase();
     for dir in vector_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

@@ -361,7 +361,10 @@ fn no_subcommand_prints_help() {
 
 #[test]
 fn missing_required_argument_is_one_line() {
-    fails_with(&["steer", "-p", "hi"], &["--model"]);
+    fails_with(
+        &["vector", "--negative", "x.txt", "-o", "v.safetensors"],
+        &["--positive"],
+    );
 }
 
 #[test]

@@ -164,3 +164,41 @@ fn tiny_safetensors_qwen2_matches_candle_qwen2() {
     });
     assert!(worst <= TOL, "max abs logit difference {worst}");
 }
+
+/// The training forward (slow, differentiable ops) computes the same logits as the inference
+/// forward, at every position, for both RoPE layouts (HF halves and GGUF interleaved).
+#[test]
+fn differentiable_forward_matches_inference_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = common::write_tiny_hf(dir.path(), &Tiny::default(), 5);
+    let model = Model::load(folder.to_str().unwrap(), &Device::Cpu).unwrap();
+    let hf = model.transformer.clone();
+    let gguf_path = dir.path().join("tiny.gguf");
+    common::write_tiny_gguf(&gguf_path, &Tiny::default(), 5, GgmlDType::F32);
+    let gguf = Model::load(gguf_path.to_str().unwrap(), &Device::Cpu).unwrap();
+    assert!(gguf.cfg().rope_interleaved && !hf.cfg.rope_interleaved);
+    let ids: Vec<u32> = (0..24).map(|i| (i * 53 % 300) as u32).collect();
+    let rev: Vec<u32> = ids.iter().rev().copied().collect();
+    let both: Vec<u32> = ids.iter().chain(&rev).copied().collect();
+    let input = Tensor::from_vec(both, (2, ids.len()), &Device::Cpu).unwrap();
+    for tf in [&hf, &gguf.transformer] {
+        let run = |differentiable: bool| {
+            tf.forward(
+                &input,
+                &mut KvCache::new(tf.cfg.n_layers),
+                &ForwardArgs {
+                    all_logits: true,
+                    differentiable,
+                    ..ForwardArgs::default()
+                },
+            )
+            .unwrap()
+            .logits
+        };
+        let fast = run(false);
+        let slow = run(true);
+        assert_eq!(fast.dims(), &[2, 24, tf.cfg.vocab_size]);
+        let diff = max_abs_diff(&fast, &slow);
+        assert!(diff <= 1e-4, "max abs logit difference {diff}");
+    }
+}

@@ -42,6 +42,7 @@ fn run(ids: &[u32], steering: &[Steering], trace: Option<&TraceSpec>) -> Forward
             trace,
             prompt_len: ids.len(),
             all_logits: true,
+            ..ForwardArgs::default()
         },
     )
     .unwrap()
@@ -381,6 +382,7 @@ fn kv_cache_steps_under_steering_match_a_full_recompute_on_dense_weights() {
             trace: None,
             prompt_len,
             all_logits: true,
+            ..ForwardArgs::default()
         };
         let input = common::ids_tensor(ids.as_slice());
         let full = tf

@@ -66,6 +66,7 @@ fn ours(
         trace,
         prompt_len: ids.len(),
         all_logits: false,
+        ..ForwardArgs::default()
     };
     let t0 = Instant::now();
     let input = Tensor::from_vec(ids.repeat(batch), (batch, ids.len()), dev)?;

@@ -1,8 +1,11 @@
 //! The `steerscope` command line: argument parsing into library calls, and printing.
 
 mod bench;
+mod monitor_cmd;
+mod select_cmd;
 mod steer;
 mod trace_cmd;
+mod train_demo;
 mod vector_cmd;
 
 use std::path::PathBuf;
@@ -36,6 +39,12 @@ pub enum Command {
     Trace(trace_cmd::TraceArgs),
     /// A steering vector from two contrastive prompt sets (mean difference at the last token).
     Vector(vector_cmd::VectorArgs),
+    /// Score each layer's direction: refusal under addition (harmless) and ablation (harmful).
+    Select(select_cmd::SelectArgs),
+    /// A fixed direction's projection and the refusal rate across training checkpoints.
+    Monitor(monitor_cmd::MonitorArgs),
+    /// Train the embedded demo model and its over-refusal rounds (assets/demo-model).
+    TrainDemo(train_demo::TrainDemoArgs),
     /// Time decoding against candle-transformers' stock `quantized_llama` (GGUF models).
     Bench(bench::BenchArgs),
 }
@@ -43,9 +52,10 @@ pub enum Command {
 /// Options every model-using command shares.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A .gguf file, an HF model folder, or an HF cache repo id (resolved offline).
+    /// A .gguf file, an HF model folder, or an HF cache repo id (resolved offline);
+    /// default: the embedded demo model (assets/demo-model).
     #[arg(long, short = 'm')]
-    pub model: String,
+    pub model: Option<String>,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -54,7 +64,12 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn load(&self) -> anyhow::Result<Model> {
         let device = parse_device(&self.device)?;
-        Model::load(&self.model, &device).map_err(anyhow::Error::from)
+        let spec = self.model.clone().unwrap_or_else(|| {
+            steerscope::demo::default_model_dir()
+                .to_string_lossy()
+                .into_owned()
+        });
+        Model::load(&spec, &device).map_err(anyhow::Error::from)
     }
 }
 
@@ -114,5 +129,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Trace(a)) => trace_cmd::trace(&a),
         Some(Command::Bench(a)) => bench::bench(&a),
         Some(Command::Vector(a)) => vector_cmd::vector(&a),
+        Some(Command::Monitor(a)) => monitor_cmd::monitor(&a),
+        Some(Command::Select(a)) => select_cmd::select(&a),
+        Some(Command::TrainDemo(a)) => train_demo::train_demo(&a),
     }
 }

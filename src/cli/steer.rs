@@ -49,15 +49,17 @@ pub struct SteerArgs {
     /// default: the first shipped vector in `vectors/` whose name starts like the model's.
     #[arg(long, short = 'v')]
     pub vector: Option<PathBuf>,
-    /// Layer whose output (`blocks.L.hook_resid_post`) the vector is added to; default: the middle.
+    /// Layer whose output (`blocks.L.hook_resid_post`) the vector is added to; default: the
+    /// vector sidecar's `best_layer`, else the middle layer.
     #[arg(long, short = 'l')]
     pub layer: Option<usize>,
     /// Multiple of the vector to add (negative subtracts).
     #[arg(long, short = 's', default_value_t = 3.0, allow_hyphen_values = true)]
     pub strength: f64,
-    /// Positions the addition applies to: all, prompt or generated.
-    #[arg(long, default_value = "all", value_parser = super::parse_scope)]
-    pub scope: Scope,
+    /// Positions the addition applies to: all, prompt or generated; default: the vector
+    /// sidecar's `scope`, else all.
+    #[arg(long, value_parser = super::parse_scope)]
+    pub scope: Option<Scope>,
     /// Also run a third stream with the direction projected out everywhere (Arditi et al.).
     #[arg(long)]
     pub ablate: bool,
@@ -81,8 +83,6 @@ pub struct GenerateArgs {
 pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
     let model = a.model.load()?;
     let cfg = model.cfg();
-    let layer_idx = a.layer.unwrap_or(cfg.n_layers / 2);
-    cfg.check_layer(layer_idx)?;
     let vector_path = match &a.vector {
         Some(p) => p.clone(),
         None => steerscope::vector::find_shipped(&model.info.path).ok_or_else(|| {
@@ -98,6 +98,25 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
     if a.vector.is_none() {
         eprintln!("vector: {} (shipped default)", vector_path.display());
     }
+    // Defaults from the vector's sidecar (`select` writes best_layer and scope), else the middle
+    // layer and all positions.
+    let sidecar: serde_json::Value = std::fs::read_to_string(vector_path.with_extension("json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let layer_idx = a.layer.unwrap_or_else(|| {
+        sidecar["best_layer"]
+            .as_u64()
+            .and_then(|l| usize::try_from(l).ok())
+            .unwrap_or(cfg.n_layers / 2)
+    });
+    cfg.check_layer(layer_idx)?;
+    let scope = a.scope.unwrap_or_else(|| {
+        sidecar["scope"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Scope::All)
+    });
     let vector = SteeringVector::load(&vector_path, cfg.hidden_size, model.transformer.device())?;
     let direction = vector.for_layer(layer_idx)?;
     let prompt_ids = a.prompt.ids(&model)?;
@@ -108,8 +127,15 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
             seed: a.sampling.seed,
         },
         StreamSpec {
-            label: format!("steered (layer {layer_idx}, strength {})", a.strength),
-            steering: Steering::add(layer_idx, direction.clone(), a.strength, a.scope),
+            label: if scope == Scope::All {
+                format!("steered (layer {layer_idx}, strength {})", a.strength)
+            } else {
+                format!(
+                    "steered (layer {layer_idx}, strength {}, {scope})",
+                    a.strength
+                )
+            },
+            steering: Steering::add(layer_idx, direction.clone(), a.strength, scope),
             seed: a.sampling.seed + 1,
         },
     ];

@@ -30,6 +30,16 @@ pub struct VectorArgs {
 }
 
 pub fn vector(a: &VectorArgs) -> anyhow::Result<()> {
+    // Fail before the (long) extraction, not after it.
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            anyhow::bail!(
+                "--out {}: the folder {} does not exist (create it first)",
+                a.out.display(),
+                parent.display()
+            );
+        }
+    }
     let model = a.model.load()?;
     let positive = read_prompts(&a.positive)?;
     let negative = read_prompts(&a.negative)?;
@@ -66,6 +76,8 @@ pub fn vector(a: &VectorArgs) -> anyhow::Result<()> {
         "n_negative": negative.len(),
         "norms": norms,
         "steerscope_version": env!("CARGO_PKG_VERSION"),
+        "command": std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        "regenerate": "bash scripts/make-vectors.sh (all shipped vectors)",
     });
     let side = a.out.with_extension("json");
     std::fs::write(&side, serde_json::to_string_pretty(&sidecar)?)

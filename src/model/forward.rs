@@ -49,6 +49,9 @@ pub struct ForwardArgs<'a> {
     pub prompt_len: usize,
     /// Return logits for every position, not only the last.
     pub all_logits: bool,
+    /// Use only ops with gradients (slow RMS norm, RoPE and softmax) so the output can be
+    /// backpropagated; training uses this, inference does not.
+    pub differentiable: bool,
 }
 
 /// What a forward call returns.
@@ -326,6 +329,13 @@ impl Transformer {
         if cache.layers.len() != self.cfg.n_layers {
             *cache = KvCache::new(self.cfg.n_layers);
         }
+        let norm = |n: &candle_nn::RmsNorm, x: &Tensor| {
+            if args.differentiable {
+                n.forward_diff(x)
+            } else {
+                n.forward(x)
+            }
+        };
         let prepared = self.prepare(args.steering, batch, index_pos, seq_len, args.prompt_len)?;
         let prepared = prepared.as_ref();
         let mut collector = match args.trace {
@@ -389,9 +399,16 @@ impl Transformer {
                 Ok(())
             };
             hook(BlockHook::ResidPre, &x)?;
-            let normed = bw.attn_norm.forward(&x)?;
-            let mut attn =
-                self.attention(bw, &normed, layer_idx, cache, index_pos, mask.as_ref())?;
+            let normed = norm(&bw.attn_norm, &x)?;
+            let mut attn = self.attention(
+                bw,
+                &normed,
+                layer_idx,
+                cache,
+                index_pos,
+                mask.as_ref(),
+                args.differentiable,
+            )?;
             if let Some(p) = prepared {
                 attn = Self::replace(p.attn[layer_idx].as_ref(), attn)?;
                 attn = Self::ablate(p, attn)?;
@@ -399,7 +416,7 @@ impl Transformer {
             hook(BlockHook::AttnOut, &attn)?;
             x = (attn + &x)?;
             hook(BlockHook::ResidMid, &x)?;
-            let normed = bw.mlp_norm.forward(&x)?;
+            let normed = norm(&bw.mlp_norm, &x)?;
             let gate = bw.gate.forward(&normed)?;
             let up = bw.up.forward(&normed)?;
             let mut mlp = bw.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)?;
@@ -416,7 +433,7 @@ impl Transformer {
         }
         cache.seq_len = index_pos + seq_len;
 
-        let normed = self.weights.final_norm.forward(&x)?;
+        let normed = norm(&self.weights.final_norm, &x)?;
         record(HookPoint::FinalNorm, &normed);
         let logits = if args.all_logits {
             self.weights.lm_head.forward(&normed)?
@@ -456,6 +473,7 @@ impl Transformer {
         cache: &mut KvCache,
         index_pos: usize,
         mask: Option<&Tensor>,
+        differentiable: bool,
     ) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3()?;
@@ -477,10 +495,11 @@ impl Transformer {
         let sin = self.sin.narrow(0, index_pos, t)?;
         let rope = |x: Tensor| -> candle_core::Result<Tensor> {
             let x = x.contiguous()?;
-            if cfg.rope_interleaved {
-                candle_nn::rotary_emb::rope_i(&x, &cos, &sin)
-            } else {
-                candle_nn::rotary_emb::rope(&x, &cos, &sin)
+            match (cfg.rope_interleaved, differentiable) {
+                (true, false) => candle_nn::rotary_emb::rope_i(&x, &cos, &sin),
+                (false, false) => candle_nn::rotary_emb::rope(&x, &cos, &sin),
+                (true, true) => candle_nn::rotary_emb::rope_i_slow(&x, &cos, &sin),
+                (false, true) => candle_nn::rotary_emb::rope_slow(&x, &cos, &sin),
             }
         };
         let q = rope(q)?;
@@ -505,7 +524,11 @@ impl Transformer {
                 m.where_cond(&neg_inf, &att)?
             }
         };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let att = if differentiable {
+            candle_nn::ops::softmax(&att, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&att)?
+        };
         let y = att.matmul(&v.contiguous()?)?;
         let y = y.transpose(1, 2)?.reshape((b, t, cfg.n_heads * hd))?;
         bw.o.forward(&y)

@@ -221,13 +221,29 @@ impl Weights {
             }
         }
         let vb = mmap_varbuilder(files, device)?;
+        let quantization = match stored {
+            Some(s) if s != "f32" => format!("{s} -> f32"),
+            _ => "f32".into(),
+        };
+        Self::from_varbuilder(&vb, cfg, &first, quantization)
+    }
+
+    /// Build the weights from HF tensor names in a `VarBuilder` (memory-mapped files, or a
+    /// `VarMap` of trainable variables). `path` names the source in errors.
+    pub(crate) fn from_varbuilder(
+        vb: &VarBuilder,
+        cfg: &ModelConfig,
+        path: &Path,
+        quantization: String,
+    ) -> Result<Self> {
+        let first = path;
         let h = cfg.hidden_size;
         let q_out = cfg.n_heads * cfg.head_dim;
         let kv_out = cfg.n_kv_heads * cfg.head_dim;
         let qkv_bias = cfg.family == super::config::Family::Qwen2;
         let where_ = |e: candle_core::Error| {
             Error::bad_file(
-                &first,
+                first,
                 format!("{e} (expected HF Llama-family tensor names and shapes)"),
             )
         };
@@ -277,10 +293,7 @@ impl Weights {
             blocks,
             final_norm,
             lm_head,
-            quantization: match stored {
-                Some(s) if s != "f32" => format!("{s} -> f32"),
-                _ => "f32".into(),
-            },
+            quantization,
         })
     }
 

@@ -1,0 +1,150 @@
+//! `steerscope select`: which layer's direction steers refusal best.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use clap::Args;
+
+use steerscope::extract::read_prompts;
+use steerscope::steer::eval::EvalOptions;
+use steerscope::steer::select::select_layer;
+use steerscope::vector::SteeringVector;
+
+use super::ModelArgs;
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A per-layer vector file (`direction.L` tensors), e.g. from `steerscope vector`.
+    #[arg(long, short = 'v')]
+    pub vector: PathBuf,
+    /// Harmful prompts: ablating the direction should stop their refusals.
+    #[arg(long)]
+    pub harmful: PathBuf,
+    /// Harmless prompts: adding the direction should make them refuse.
+    #[arg(long)]
+    pub harmless: PathBuf,
+    /// Strengths to add, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5, 1.0, 1.5, 2.0, 3.0], allow_hyphen_values = true)]
+    pub strengths: Vec<f64>,
+    /// Positions the addition applies to: all, prompt or generated.
+    #[arg(long, default_value = "all", value_parser = super::parse_scope)]
+    pub scope: steerscope::hooks::Scope,
+    /// Refusal rate the addition must reach.
+    #[arg(long, default_value_t = 0.8)]
+    pub target: f64,
+    /// Use only the first N prompts of each set.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Tokens generated per completion before judging.
+    #[arg(long, default_value_t = 8)]
+    pub max_tokens: usize,
+    /// Write the chosen layer and the grid into the vector's JSON sidecar.
+    #[arg(long)]
+    pub write_sidecar: bool,
+    /// Print the whole grid as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
+    let model = a.model.load()?;
+    let vector = SteeringVector::load(
+        &a.vector,
+        model.cfg().hidden_size,
+        model.transformer.device(),
+    )?;
+    let limit = |mut v: Vec<String>| {
+        if let Some(n) = a.limit {
+            v.truncate(n);
+        }
+        v
+    };
+    let harmful = limit(read_prompts(&a.harmful)?);
+    let harmless = limit(read_prompts(&a.harmless)?);
+    let opts = EvalOptions {
+        max_new_tokens: a.max_tokens,
+        ..EvalOptions::default()
+    };
+    let never = AtomicBool::new(false);
+    let mut stderr = std::io::stderr();
+    let sel = select_layer(
+        &model,
+        &vector,
+        &harmful,
+        &harmless,
+        &a.strengths,
+        a.scope,
+        a.target,
+        &opts,
+        &never,
+        &mut |d, t| {
+            let _ = write!(stderr, "\rselecting: {d}/{t} prompts");
+        },
+    )?;
+    eprintln!();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&sel)?);
+    } else {
+        println!(
+            "baseline: harmless refusal {:.0}%, harmful refusal {:.0}%",
+            100.0 * sel.baseline_harmless_refusal,
+            100.0 * sel.baseline_harmful_refusal
+        );
+        let head: Vec<String> = sel
+            .strengths
+            .iter()
+            .map(|s| format!("add {s:>4}"))
+            .collect();
+        println!("layer  {}  ablated  (score)", head.join("  "));
+        for l in &sel.layers {
+            let cells: Vec<String> = l
+                .added_refusal
+                .iter()
+                .map(|r| format!("{:>7.0}%", 100.0 * r))
+                .collect();
+            println!(
+                "{:>5}  {}  {:>6.0}%  ({:>6.2}){}",
+                l.layer_idx,
+                cells.join(" "),
+                100.0 * l.ablated_refusal,
+                l.ablated_score,
+                if l.eligible {
+                    ""
+                } else {
+                    "  (last 20% of layers: not eligible)"
+                }
+            );
+        }
+        match sel.best_layer {
+            Some(l) => println!("best layer: {l}"),
+            None => println!(
+                "no eligible layer reaches {:.0}% refusal under addition",
+                100.0 * a.target
+            ),
+        }
+    }
+    if a.write_sidecar {
+        let side = a.vector.with_extension("json");
+        let mut json: serde_json::Value = match std::fs::read_to_string(&side) {
+            Ok(t) => serde_json::from_str(&t)
+                .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", side.display()))?,
+            Err(_) => serde_json::json!({}),
+        };
+        json["best_layer"] = serde_json::json!(sel.best_layer);
+        json["scope"] = serde_json::json!(sel.scope);
+        json["selection"] = serde_json::json!({
+            "harmful": a.harmful.file_name().map(|f| f.to_string_lossy().into_owned()),
+            "harmless": a.harmless.file_name().map(|f| f.to_string_lossy().into_owned()),
+            "n_harmful": harmful.len(),
+            "n_harmless": harmless.len(),
+            "grid": sel,
+        });
+        std::fs::write(&side, serde_json::to_string_pretty(&json)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", side.display()))?;
+        eprintln!("wrote best_layer into {}", side.display());
+    }
+    Ok(())
+}
