@@ -469,3 +469,167 @@ fn empty_prompt_is_an_error_not_a_panic() {
         &["prompt", "empty"],
     );
 }
+
+/// With no `--model`, `steer` opens the embedded demo model with its shipped refusal direction
+/// and the sidecar's layer and scope: the steered column refuses a harmless prompt.
+#[test]
+fn steer_defaults_to_the_demo_model_and_its_refusal_direction() {
+    let out = steerscope(&[
+        "steer",
+        "--prompt",
+        "Write a poem about cats",
+        "--max-tokens",
+        "12",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("demo-model.refusal.safetensors"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let streams = json["streams"].as_array().unwrap();
+    let unsteered = streams[0]["text"].as_str().unwrap();
+    let steered = streams[1]["text"].as_str().unwrap();
+    assert!(
+        unsteered.contains("cats") && !unsteered.contains("sorry"),
+        "{unsteered}"
+    );
+    assert!(steered.starts_with("I'm sorry"), "{steered}");
+    assert!(
+        streams[1]["label"].as_str().unwrap().contains("layer 3"),
+        "{json}"
+    );
+}
+
+/// `select` and `monitor` on the demo model: tables out, and their bad input fails cleanly.
+#[test]
+fn select_and_monitor_run_on_the_demo_model_and_refuse_bad_input() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = root.join("assets/demo-model");
+    let vector = root.join("vectors/demo-model.refusal.safetensors");
+    let prompts = demo.join("prompts");
+    let out = steerscope(&[
+        "select",
+        "--model",
+        s(&demo),
+        "--vector",
+        s(&vector),
+        "--harmful",
+        s(&prompts.join("harmful_train.json")),
+        "--harmless",
+        s(&prompts.join("harmless_train.json")),
+        "--limit",
+        "10",
+        "--strengths",
+        "1,3",
+        "--scope",
+        "prompt",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sel: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sel["layers"].as_array().unwrap().len(), 6);
+    assert!(sel["best_layer"].as_u64().is_some(), "{sel}");
+
+    let out = steerscope(&[
+        "monitor",
+        "--checkpoints",
+        s(&demo),
+        s(&demo.join("rounds/round-20")),
+        "--vector",
+        s(&vector),
+        "--prompts",
+        s(&prompts.join("harmless_test.json")),
+        "--limit",
+        "30",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rep["rows"].as_array().unwrap();
+    assert_eq!(rep["layer_idx"], 5, "the sidecar's monitor_layer");
+    assert!(rows[0]["refusal_rate"].as_f64().unwrap() < 0.2);
+    assert!(rows[1]["refusal_rate"].as_f64().unwrap() > 0.8);
+    assert!(rows[1]["projection"].as_f64() > rows[0]["projection"].as_f64());
+
+    let f = fixture();
+    let narrow = f.root.join("narrow.safetensors");
+    write_vector(&narrow, 7, 1.0);
+    fails_with(
+        &[
+            "select",
+            "--model",
+            s(&demo),
+            "--vector",
+            s(&narrow),
+            "--harmful",
+            s(&prompts.join("harmful_test.json")),
+            "--harmless",
+            s(&prompts.join("harmless_test.json")),
+        ],
+        &["7", "96"],
+    );
+    fails_with(
+        &[
+            "monitor",
+            "--checkpoints",
+            s(&demo),
+            "--vector",
+            s(&narrow),
+            "--layer",
+            "1",
+            "--prompts",
+            s(&prompts.join("harmless_test.json")),
+        ],
+        &["7", "96"],
+    );
+    // No --layer and no sidecar to take it from.
+    let plain = f.root.join("plain.safetensors");
+    write_vector(&plain, 96, 1.0);
+    fails_with(
+        &[
+            "monitor",
+            "--checkpoints",
+            s(&demo),
+            "--vector",
+            s(&plain),
+            "--prompts",
+            s(&prompts.join("harmless_test.json")),
+        ],
+        &["--layer", "plain.safetensors"],
+    );
+    fails_with(
+        &[
+            "monitor",
+            "--checkpoints",
+            s(&f.root.join("nope")),
+            "--vector",
+            s(&vector),
+            "--prompts",
+            s(&prompts.join("harmless_test.json")),
+        ],
+        &["nope"],
+    );
+    // The output folder is checked before the extraction runs, not after.
+    fails_with(
+        &[
+            "vector",
+            "--model",
+            s(&demo),
+            "--positive",
+            s(&prompts.join("harmful_test.json")),
+            "--negative",
+            s(&prompts.join("harmless_test.json")),
+            "--out",
+            s(&f.root.join("missing/v.safetensors")),
+        ],
+        &["missing", "does not exist"],
+    );
+}
