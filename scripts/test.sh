@@ -10,6 +10,12 @@ if ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq python3-pip
 fi
 
+# The Python `gguf` package (llama.cpp's own reader/writer) checks our GGUF control vectors.
+if ! python3 -c "import gguf" >/dev/null 2>&1; then
+  python3 -m pip install --quiet gguf==0.19.0 ||
+    python3 -m pip install --quiet --break-system-packages gguf==0.19.0
+fi
+
 STEERSCOPE_SMOLLM2="$(bash scripts/fetch-model.sh)"
 export STEERSCOPE_SMOLLM2
 echo "model: $STEERSCOPE_SMOLLM2"

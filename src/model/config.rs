@@ -18,6 +18,16 @@ pub enum Family {
     Qwen2,
 }
 
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Llama => "llama",
+            Self::Mistral => "mistral",
+            Self::Qwen2 => "qwen2",
+        })
+    }
+}
+
 impl Family {
     pub const SUPPORTED: &'static str = "llama, mistral, qwen2";
 

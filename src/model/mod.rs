@@ -231,6 +231,23 @@ impl Model {
         self.encode(&text)
     }
 
+    /// [`Model::encode_chat`], plus how many of the ids come after the user's message: the
+    /// chat template's post-instruction tokens (end of turn, assistant header). 0 without a
+    /// template.
+    pub fn encode_chat_split(&self, user_prompt: &str) -> Result<(Vec<u32>, usize)> {
+        let text = self.render_chat(user_prompt)?;
+        let Some(start) = text.rfind(user_prompt) else {
+            return Ok((self.encode(&text)?, 0));
+        };
+        let end = start + user_prompt.len();
+        let enc = self
+            .tokenizer
+            .encode(text.as_str(), false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let n_post = enc.get_offsets().iter().filter(|(s, _)| *s >= end).count();
+        Ok((self.encode(&text)?, n_post))
+    }
+
     /// The text the model sees for one user turn.
     pub fn render_chat(&self, user_prompt: &str) -> Result<String> {
         match &self.chat_template {

@@ -1,8 +1,12 @@
-//! Steering vectors on disk (safetensors): one direction for every layer, or one per layer.
+//! Steering vectors on disk: one direction for every layer, or one per layer.
 //!
-//! Accepted layouts: a single 1-D tensor `[hidden]` (any name); tensors `direction.{l}` (the
-//! repeng / llama.cpp control-vector naming) or `layer.{l}`, each `[hidden]`; or one 2-D tensor
-//! `[n_layers, hidden]`. Layer `l` means the output of block `l` (`blocks.{l}.hook_resid_post`).
+//! Formats, by extension: `.safetensors` (with string metadata), `.gguf` (llama.cpp / repeng
+//! control vectors), `.npy` and `.pt`/`.pth`. Accepted layouts: a single 1-D tensor `[hidden]`
+//! (any name); tensors `direction.{l}` (the repeng / llama.cpp control-vector naming) or
+//! `layer.{l}`, each `[hidden]`; or one 2-D tensor `[n_layers, hidden]`. Layer `l` means the
+//! output of block `l` (`blocks.{l}.hook_resid_post`), which is also llama.cpp's `direction.l`.
+
+mod formats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,23 +24,32 @@ pub struct SteeringVector {
     /// Per-layer directions.
     per_layer: BTreeMap<usize, Tensor>,
     pub hidden_size: usize,
+    /// String metadata stored with the vector (safetensors metadata, GGUF model hint).
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl SteeringVector {
-    /// Read a safetensors steering vector, checking every tensor is finite and `hidden_size` wide.
+    /// Read a steering vector (format by extension), checking every tensor is finite and
+    /// `hidden_size` wide.
     pub fn load(path: &Path, hidden_size: usize, device: &Device) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::MissingFile {
                 path: path.to_path_buf(),
-                expected: "a steering vector (.safetensors)".into(),
+                expected: "a steering vector (.safetensors, .gguf, .npy or .pt)".into(),
             });
         }
-        let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
-            Error::bad_file(
-                path,
-                format!("not a readable safetensors steering vector: {e}"),
-            )
-        })?;
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let raw = match ext.as_str() {
+            "gguf" => formats::read_gguf(path, device)?,
+            "npy" => formats::read_npy(path, device)?,
+            "pt" | "pth" => formats::read_pt(path, device)?,
+            _ => formats::read_safetensors(path, device)?,
+        };
+        let metadata = raw.metadata;
+        let tensors = raw.tensors;
         let mut shared = None;
         let mut per_layer = BTreeMap::new();
         let n = tensors.len();
@@ -100,6 +113,7 @@ impl SteeringVector {
             shared,
             per_layer,
             hidden_size,
+            metadata,
         })
     }
 
@@ -126,14 +140,29 @@ impl SteeringVector {
     }
 }
 
-/// Save per-layer directions as `direction.{l}` tensors.
+/// Save per-layer directions as `direction.{l}` tensors, with string metadata (safetensors).
 pub fn save_per_layer(path: &Path, directions: &[(usize, Tensor)]) -> Result<()> {
-    let map: std::collections::HashMap<String, Tensor> = directions
-        .iter()
-        .map(|(l, t)| (format!("direction.{l}"), t.clone()))
-        .collect();
-    candle_core::safetensors::save(&map, path)
-        .map_err(|e| Error::bad_file(path, format!("cannot write: {e}")))
+    formats::write_safetensors(path, directions, &BTreeMap::new())
+}
+
+/// Save per-layer directions, the format chosen by extension: `.gguf` writes a llama.cpp
+/// control vector (layers >= 1; `metadata["model_hint"]` becomes `controlvector.model_hint`),
+/// anything else safetensors with `metadata`. Returns the layers written.
+pub fn save(
+    path: &Path,
+    directions: &[(usize, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<usize>> {
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if is_gguf {
+        let hint = metadata.get("model_hint").map_or("llama", String::as_str);
+        formats::write_gguf(path, directions, hint)
+    } else {
+        formats::write_safetensors(path, directions, metadata)?;
+        Ok(directions.iter().map(|(l, _)| *l).collect())
+    }
 }
 
 /// Folders searched for shipped vectors: `./vectors` and the source tree's `vectors/`.
