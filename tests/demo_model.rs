@@ -293,3 +293,97 @@ fn the_prompt_loader_reads_our_sets_and_the_shared_refusal_datasets() {
     assert_eq!(rows.len(), 39);
     assert!(rows.iter().all(|r| !r.is_empty()));
 }
+
+#[test]
+fn sweep_measures_refusal_and_kl_over_strengths_and_suggests_a_setting() {
+    use steerscope::steer::sweep::{sweep, SweepOptions};
+    let model = load(&demo_dir());
+    let shipped = refusal_direction();
+    let harmless: Vec<String> = held_out("harmless_test.json")
+        .into_iter()
+        .take(40)
+        .collect();
+    let opts = SweepOptions {
+        layers: vec![shipped.best_layer],
+        strengths: vec![0.0, 0.5, 3.0],
+        scope: shipped.scope,
+        ablate_layer: Some(shipped.best_layer),
+        target_rate: 0.8,
+        eval: opts(),
+    };
+    let never = AtomicBool::new(false);
+    let res = sweep(
+        &model,
+        &shipped.vector,
+        &harmless,
+        &harmless,
+        &opts,
+        &never,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let cells = &res.cells;
+    assert_eq!(cells.len(), 3);
+    // Strength 0 is the unsteered model: same rate, no KL.
+    assert!((cells[0].refusal_rate - res.baseline_rate).abs() < 1e-12);
+    assert!(cells[0].kl < 1e-6, "{}", cells[0].kl);
+    assert!(res.baseline_rate <= 0.1);
+    assert!(cells[2].refusal_rate >= 0.8, "{cells:?}");
+    assert!(
+        cells[0].kl < cells[1].kl && cells[1].kl < cells[2].kl,
+        "{cells:?}"
+    );
+    // Ablating the refusal direction leaves harmless prompts answered and barely moved.
+    let ab = res.ablation.as_ref().unwrap();
+    assert!(ab.refusal_rate <= 0.1 && ab.kl < 0.1, "{ab:?}");
+    let s = res.suggestion.as_ref().unwrap();
+    assert!((s.strength - 3.0).abs() < 1e-12 && s.layer_idx == shipped.best_layer);
+    let csv = res.to_csv();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.lines().last().unwrap().starts_with("ablate,"));
+}
+
+/// The seed's "misaligned models need fewer samples to refuse": a drifted round refuses more of
+/// its samples on harmless prompts, and sooner, than round 0.
+#[test]
+fn best_of_n_needs_fewer_samples_to_refuse_after_drift() {
+    use steerscope::generate::Sampling;
+    use steerscope::steer::sweep::best_of_n;
+    let harmless: Vec<String> = held_out("harmless_test.json")
+        .into_iter()
+        .take(30)
+        .collect();
+    let never = AtomicBool::new(false);
+    let run = |dir: &Path| {
+        let model = load(dir);
+        let rows = best_of_n(
+            &model,
+            &harmless,
+            &Steering::default(),
+            8,
+            Sampling {
+                temperature: 1.0,
+                top_p: None,
+            },
+            11,
+            &opts(),
+            &never,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(rows.iter().all(|r| r.refused.len() == 8));
+        let fraction = rows.iter().map(|r| r.refusal_fraction).sum::<f64>() / rows.len() as f64;
+        // Never refusing counts as needing more than N samples.
+        let samples = rows
+            .iter()
+            .map(|r| r.samples_to_first_refusal.unwrap_or(9) as f64)
+            .sum::<f64>()
+            / rows.len() as f64;
+        (fraction, samples)
+    };
+    let (f0, n0) = run(&demo_dir());
+    let (f12, n12) = run(&demo_dir().join("rounds/round-12"));
+    eprintln!("round 0: {f0:.2} refused, {n0:.2} samples; round 12: {f12:.2}, {n12:.2}");
+    assert!(f12 > f0 + 0.2, "{f0} -> {f12}");
+    assert!(n12 < n0 - 2.0, "{n0} -> {n12}");
+}

@@ -4,6 +4,7 @@ mod bench;
 mod monitor_cmd;
 mod select_cmd;
 mod steer;
+mod sweep_cmd;
 mod trace_cmd;
 mod train_demo;
 mod vector_cmd;
@@ -43,6 +44,10 @@ pub enum Command {
     Select(select_cmd::SelectArgs),
     /// A fixed direction's projection and the refusal rate across training checkpoints.
     Monitor(monitor_cmd::MonitorArgs),
+    /// Refusal rate over strengths x layers (and ablation), with the KL cost of each setting.
+    Sweep(sweep_cmd::SweepArgs),
+    /// N seeded samples per prompt: the fraction refused and the samples until the first refusal.
+    BestOfN(sweep_cmd::BestOfNArgs),
     /// Train the embedded demo model and its over-refusal rounds (assets/demo-model).
     TrainDemo(train_demo::TrainDemoArgs),
     /// Time decoding against candle-transformers' stock `quantized_llama` (GGUF models).
@@ -130,6 +135,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench(a)) => bench::bench(&a),
         Some(Command::Vector(a)) => vector_cmd::vector(&a),
         Some(Command::Monitor(a)) => monitor_cmd::monitor(&a),
+        Some(Command::Sweep(a)) => sweep_cmd::sweep(&a),
+        Some(Command::BestOfN(a)) => sweep_cmd::best_of_n_cmd(&a),
         Some(Command::Select(a)) => select_cmd::select(&a),
         Some(Command::TrainDemo(a)) => train_demo::train_demo(&a),
     }

@@ -35,6 +35,10 @@ pub struct SelectArgs {
     /// Refusal rate the addition must reach.
     #[arg(long, default_value_t = 0.8)]
     pub target: f64,
+    /// Layers whose ablation moves harmless next-token distributions by this KL or more are
+    /// not eligible.
+    #[arg(long, default_value_t = 0.1)]
+    pub max_kl: f64,
     /// Use only the first N prompts of each set.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -78,6 +82,7 @@ pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
         &a.strengths,
         a.scope,
         a.target,
+        a.max_kl,
         &opts,
         &never,
         &mut |d, t| {
@@ -98,7 +103,7 @@ pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| format!("add {s:>4}"))
             .collect();
-        println!("layer  {}  ablated  (score)", head.join("  "));
+        println!("layer  {}  ablated  (score)     KL", head.join("  "));
         for l in &sel.layers {
             let cells: Vec<String> = l
                 .added_refusal
@@ -106,16 +111,13 @@ pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
                 .map(|r| format!("{:>7.0}%", 100.0 * r))
                 .collect();
             println!(
-                "{:>5}  {}  {:>6.0}%  ({:>6.2}){}",
+                "{:>5}  {}  {:>6.0}%  ({:>6.2})  {:>6.3}{}",
                 l.layer_idx,
                 cells.join(" "),
                 100.0 * l.ablated_refusal,
                 l.ablated_score,
-                if l.eligible {
-                    ""
-                } else {
-                    "  (last 20% of layers: not eligible)"
-                }
+                l.ablated_kl,
+                if l.eligible { "" } else { "  (not eligible)" }
             );
         }
         match sel.best_layer {

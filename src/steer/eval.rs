@@ -202,3 +202,76 @@ pub fn refusal_scores(
     }
     Ok(sums.into_iter().map(|s| s / prompts.len() as f64).collect())
 }
+
+/// Next-token log-probabilities after each prompt under each condition (conditions of one
+/// prompt run as one batch).
+///
+/// # Shapes
+/// Returns one `[n_conditions, vocab]` f32 tensor per prompt.
+fn next_token_logprobs(
+    model: &Model,
+    prompt: &str,
+    conditions: &[Steering],
+    chat: bool,
+) -> Result<candle_core::Tensor> {
+    use candle_core::{DType, Tensor};
+    let tf = &model.transformer;
+    let ids = if chat {
+        model.encode_chat(prompt)?
+    } else {
+        model.encode(prompt)?
+    };
+    let input = Tensor::new(ids.as_slice(), tf.device())?
+        .unsqueeze(0)?
+        .repeat((conditions.len(), 1))?;
+    let steering: Vec<Steering> = if conditions.iter().all(Steering::is_empty) {
+        vec![]
+    } else {
+        conditions.to_vec()
+    };
+    let out = tf.forward(
+        &input,
+        &mut crate::model::KvCache::new(tf.cfg.n_layers),
+        &crate::model::ForwardArgs {
+            steering: &steering,
+            prompt_len: ids.len(),
+            ..crate::model::ForwardArgs::default()
+        },
+    )?;
+    Ok(candle_nn::ops::log_softmax(
+        &out.logits.to_dtype(DType::F32)?,
+        candle_core::D::Minus1,
+    )?)
+}
+
+/// Mean KL divergence `KL(p_base || p_condition)` of the next-token distribution after each
+/// prompt, per condition, where the base is the unsteered model: how much a steering changes
+/// what the model would say (Arditi et al. filter directions with KL < 0.1 on harmless prompts).
+pub fn kl_from_unsteered(
+    model: &Model,
+    prompts: &[String],
+    conditions: &[Steering],
+    chat: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
+    let mut all = vec![Steering::default()];
+    all.extend_from_slice(conditions);
+    let mut sums = vec![0f64; conditions.len()];
+    for (i, p) in prompts.iter().enumerate() {
+        let lp = next_token_logprobs(model, p, &all, chat)?;
+        let base = lp.narrow(0, 0, 1)?;
+        let rest = lp.narrow(0, 1, conditions.len())?;
+        // sum_v p(v) (log p(v) - log q(v)), per condition.
+        let kl = base
+            .exp()?
+            .broadcast_mul(&base.broadcast_sub(&rest)?)?
+            .sum(1)?
+            .to_vec1::<f32>()?;
+        for (s, k) in sums.iter_mut().zip(kl) {
+            *s += f64::from(k.max(0.0));
+        }
+        progress(i + 1, prompts.len());
+    }
+    let n = prompts.len().max(1) as f64;
+    Ok(sums.into_iter().map(|s| s / n).collect())
+}

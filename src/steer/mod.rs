@@ -4,3 +4,4 @@ pub mod eval;
 pub mod judge;
 pub mod monitor;
 pub mod select;
+pub mod sweep;

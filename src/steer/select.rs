@@ -1,6 +1,7 @@
 //! Direction selection: which layer's candidate direction steers refusal best. For every layer,
 //! add its direction to harmless prompts at a few strengths and ablate it on harmful prompts;
-//! keep layers in the first 80% of the model (as Arditi et al. do) whose addition reaches the
+//! keep layers in the first 80% of the model whose ablation changes harmless prompts' next-token
+//! distribution by KL < 0.1 (both filters as Arditi et al.) and whose addition reaches the
 //! target refusal rate, and prefer the direction whose ablation removes the most refusal (rate,
 //! then the first-token refusal score).
 //! Small models can break down when a direction is added at every generated position; adding
@@ -26,7 +27,9 @@ pub struct LayerScore {
     pub ablated_score: f64,
     /// Smallest strength whose added refusal reaches the target, if any.
     pub min_strength: Option<f64>,
-    /// Inside the first 80% of layers.
+    /// Mean KL(unsteered || ablated) of the next-token distribution on harmless prompts.
+    pub ablated_kl: f64,
+    /// Inside the first 80% of layers, and `ablated_kl` below the KL limit.
     pub eligible: bool,
 }
 
@@ -37,6 +40,7 @@ pub struct Selection {
     /// Positions the addition covered.
     pub scope: Scope,
     pub target_rate: f64,
+    pub max_kl: f64,
     pub baseline_harmless_refusal: f64,
     pub baseline_harmful_refusal: f64,
     pub layers: Vec<LayerScore>,
@@ -52,6 +56,7 @@ pub fn select_layer(
     strengths: &[f64],
     scope: Scope,
     target_rate: f64,
+    max_kl: f64,
     opts: &EvalOptions,
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(usize, usize),
@@ -103,6 +108,13 @@ pub fn select_layer(
         opts.chat,
         &mut |_, _| {},
     )?;
+    let kls = super::eval::kl_from_unsteered(
+        model,
+        harmless,
+        &ablate_conditions[1..],
+        opts.chat,
+        &mut |_, _| {},
+    )?;
     let cutoff = (n_layers as f64 * 0.8).ceil() as usize;
     let scores: Vec<LayerScore> = layers
         .iter()
@@ -124,8 +136,9 @@ pub fn select_layer(
                 added_refusal,
                 ablated_refusal: ablated[1 + i].rate(),
                 ablated_score: scores_ablated[1 + i],
+                ablated_kl: kls[i],
                 min_strength,
-                eligible: l < cutoff,
+                eligible: l < cutoff && kls[i] < max_kl,
             }
         })
         .collect();
@@ -142,6 +155,7 @@ pub fn select_layer(
         strengths: strengths.to_vec(),
         scope,
         target_rate,
+        max_kl,
         baseline_harmless_refusal: added[0].rate(),
         baseline_harmful_refusal: ablated[0].rate(),
         layers: scores,
