@@ -2,6 +2,7 @@
 
 mod bench;
 mod monitor_cmd;
+mod orthogonalize_cmd;
 mod select_cmd;
 mod steer;
 mod sweep_cmd;
@@ -48,6 +49,9 @@ pub enum Command {
     Sweep(sweep_cmd::SweepArgs),
     /// N seeded samples per prompt: the fraction refused and the samples until the first refusal.
     BestOfN(sweep_cmd::BestOfNArgs),
+    /// A checkpoint whose weights cannot write the direction (Arditi et al.'s weight
+    /// orthogonalization).
+    Orthogonalize(orthogonalize_cmd::OrthogonalizeArgs),
     /// Train the embedded demo model and its over-refusal rounds (assets/demo-model).
     TrainDemo(train_demo::TrainDemoArgs),
     /// Time decoding against candle-transformers' stock `quantized_llama` (GGUF models).
@@ -137,6 +141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Monitor(a)) => monitor_cmd::monitor(&a),
         Some(Command::Sweep(a)) => sweep_cmd::sweep(&a),
         Some(Command::BestOfN(a)) => sweep_cmd::best_of_n_cmd(&a),
+        Some(Command::Orthogonalize(a)) => orthogonalize_cmd::orthogonalize(&a),
         Some(Command::Select(a)) => select_cmd::select(&a),
         Some(Command::TrainDemo(a)) => train_demo::train_demo(&a),
     }

@@ -39,6 +39,9 @@ pub struct VectorArgs {
     /// Feed prompts as-is, without the chat template.
     #[arg(long)]
     pub raw: bool,
+    /// Use only the first N prompts of each set (Arditi et al. use 128 + 128).
+    #[arg(long)]
+    pub limit: Option<usize>,
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
@@ -64,8 +67,12 @@ pub fn vector(a: &VectorArgs) -> anyhow::Result<()> {
         }
     }
     let model = a.model.load()?;
-    let positive = read_prompts(&a.positive)?;
-    let negative = read_prompts(&a.negative)?;
+    let mut positive = read_prompts(&a.positive)?;
+    let mut negative = read_prompts(&a.negative)?;
+    if let Some(n) = a.limit {
+        positive.truncate(n);
+        negative.truncate(n);
+    }
     let opts = ExtractOptions {
         positions: a.positions,
         chat: !a.raw,

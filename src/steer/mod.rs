@@ -3,5 +3,6 @@
 pub mod eval;
 pub mod judge;
 pub mod monitor;
+pub mod orthogonalize;
 pub mod select;
 pub mod sweep;
