@@ -130,6 +130,7 @@ impl Weights {
         reader: &mut BufReader<File>,
         cfg: &ModelConfig,
         device: &Device,
+        dequantize: bool,
     ) -> Result<Self> {
         let mut qtypes: HashMap<String, usize> = HashMap::new();
         let mut get = |name: &str| -> Result<QTensor> {
@@ -156,6 +157,9 @@ impl Weights {
             Ok(RmsNorm::new(q.dequantize(device)?, eps))
         };
         let quant = |q: QTensor| -> Result<Proj> {
+            if dequantize {
+                return Ok(Proj::Dense(Linear::new(q.dequantize(device)?, None)));
+            }
             Ok(Proj::Quant {
                 weight: QMatMul::from_qtensor(q)?,
                 bias: None,
@@ -190,7 +194,11 @@ impl Weights {
             blocks,
             final_norm,
             lm_head,
-            quantization: describe_mix(&qtypes),
+            quantization: if dequantize {
+                format!("{} -> f32", describe_mix(&qtypes))
+            } else {
+                describe_mix(&qtypes)
+            },
         };
         weights.check_shapes(path, cfg)?;
         Ok(weights)
