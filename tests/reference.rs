@@ -202,3 +202,42 @@ fn differentiable_forward_matches_inference_forward() {
         assert!(diff <= 1e-4, "max abs logit difference {diff}");
     }
 }
+
+/// `--dequantize` expands GGUF weights to f32: the same model up to the 8-bit activation
+/// quantization of candle's quantized path (same top token, logits within a few percent).
+#[test]
+fn dequantized_gguf_tracks_the_quantized_model() {
+    let path = common::smollm2();
+    let q = Model::load(path.to_str().unwrap(), &Device::Cpu).unwrap();
+    let d = Model::load_with(path.to_str().unwrap(), &Device::Cpu, true).unwrap();
+    assert_eq!(
+        d.info.quantization,
+        format!("{} -> f32", q.info.quantization)
+    );
+    let ids = q.encode_chat("Write a poem about cats").unwrap();
+    let input = common::ids_tensor(&ids);
+    let run = |m: &Model| {
+        m.transformer
+            .forward(
+                &input,
+                &mut KvCache::new(m.cfg().n_layers),
+                &ForwardArgs {
+                    prompt_len: ids.len(),
+                    ..ForwardArgs::default()
+                },
+            )
+            .unwrap()
+            .logits
+            .i(0)
+            .unwrap()
+    };
+    let (lq, ld) = (run(&q), run(&d));
+    let argmax = |t: &Tensor| t.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    assert_eq!(argmax(&lq), argmax(&ld));
+    let range = common::max_abs(&lq);
+    let diff = max_abs_diff(&lq, &ld);
+    assert!(
+        diff < 0.05 * range,
+        "max abs difference {diff} (logit scale {range})"
+    );
+}
