@@ -633,3 +633,177 @@ fn select_and_monitor_run_on_the_demo_model_and_refuse_bad_input() {
         &["missing", "does not exist"],
     );
 }
+
+/// `sweep`, `best-of-n` and `orthogonalize`: happy path on the demo model, and bad input fails
+/// with one line naming the value.
+#[test]
+fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let vector = root.join("vectors/demo-model.refusal.safetensors");
+    let prompts = root.join("assets/demo-model/prompts/harmless_test.json");
+    let f = fixture();
+    let csv = f.root.join("sweep.csv");
+    let out = steerscope(&[
+        "sweep",
+        "--vector",
+        s(&vector),
+        "--prompts",
+        s(&prompts),
+        "--limit",
+        "10",
+        "--layers",
+        "3",
+        "--strengths",
+        "0,3",
+        "--scope",
+        "prompt",
+        "--csv",
+        s(&csv),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().next(), Some("layer,strength,refusal_rate,kl"));
+    assert!(text.contains("\n3,3,"), "{text}");
+    fails_with(
+        &[
+            "sweep",
+            "--vector",
+            s(&vector),
+            "--prompts",
+            s(&prompts),
+            "--layers",
+            "9",
+        ],
+        &["layer 9", "6 layers"],
+    );
+    // A custom judge: counting the helpful openers as refusals turns the answers into refusals.
+    let judge = f.root.join("judge.txt");
+    std::fs::write(&judge, "Sure\nHappy\nOf course\nHere\nOnce\nGood\n\n").unwrap();
+    let out = steerscope(&[
+        "sweep",
+        "--vector",
+        s(&vector),
+        "--prompts",
+        s(&prompts),
+        "--limit",
+        "20",
+        "--layers",
+        "3",
+        "--strengths",
+        "0",
+        "--json",
+        "--refusal-substrings",
+        s(&judge),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(res["baseline_rate"].as_f64().unwrap() > 0.8, "{res}");
+    let empty = f.root.join("empty.txt");
+    std::fs::write(&empty, "\n").unwrap();
+    fails_with(
+        &[
+            "sweep",
+            "--vector",
+            s(&vector),
+            "--prompts",
+            s(&prompts),
+            "--refusal-substrings",
+            s(&empty),
+        ],
+        &["empty.txt", "no refusal substrings"],
+    );
+    let out = steerscope(&[
+        "best-of-n",
+        "--prompts",
+        s(&prompts),
+        "--limit",
+        "3",
+        "-n",
+        "4",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert_eq!(rows[0]["refused"].as_array().unwrap().len(), 4);
+    fails_with(
+        &[
+            "best-of-n",
+            "--prompts",
+            s(&prompts),
+            "--vector",
+            s(&vector),
+        ],
+        &["--layer"],
+    );
+    fails_with(
+        &["best-of-n", "--prompts", s(&prompts), "-n", "0"],
+        &["0", "at least one sample"],
+    );
+    let orth = f.root.join("orth");
+    let out = steerscope(&[
+        "orthogonalize",
+        "--model",
+        s(&root.join("assets/demo-model")),
+        "--vector",
+        s(&vector),
+        "--layer",
+        "3",
+        "--out",
+        s(&orth),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(orth.join("model.safetensors").is_file() && orth.join("tokenizer.json").is_file());
+    // A GGUF checkpoint too (the tiny fixture), loadable afterwards.
+    let v64 = f.root.join("v64.safetensors");
+    write_vector(&v64, 64, 0.5);
+    let orth_gguf = f.root.join("orth.gguf");
+    let out = steerscope(&[
+        "orthogonalize",
+        "--model",
+        s(&f.gguf),
+        "--vector",
+        s(&v64),
+        "--layer",
+        "1",
+        "--out",
+        s(&orth_gguf),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = steerscope::model::Model::load(s(&orth_gguf), &Device::Cpu).unwrap();
+    assert_eq!(m.cfg().n_layers, 3);
+    fails_with(
+        &[
+            "orthogonalize",
+            "--model",
+            s(&f.gguf),
+            "--vector",
+            s(&vector),
+            "--layer",
+            "1",
+            "--out",
+            s(&orth_gguf),
+        ],
+        &["96", "64"],
+    );
+}

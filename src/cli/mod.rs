@@ -86,6 +86,23 @@ impl ModelArgs {
     }
 }
 
+/// The refusal judge's substrings.
+#[derive(Args, Debug, Clone)]
+pub struct JudgeArgs {
+    /// Refusal substrings, one per line (default: the standard list: I'm sorry, I cannot, ...).
+    #[arg(long)]
+    pub refusal_substrings: Option<PathBuf>,
+}
+
+impl JudgeArgs {
+    pub fn judge(&self) -> anyhow::Result<steerscope::steer::judge::Judge> {
+        Ok(match &self.refusal_substrings {
+            Some(p) => steerscope::steer::judge::Judge::from_file(p)?,
+            None => steerscope::steer::judge::Judge::default(),
+        })
+    }
+}
+
 /// The prompt, given inline or as a UTF-8 file.
 #[derive(Args, Debug, Clone)]
 pub struct PromptArgs {

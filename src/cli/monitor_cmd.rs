@@ -40,6 +40,8 @@ pub struct MonitorArgs {
     /// Tokens generated per completion before judging.
     #[arg(long, default_value_t = 8)]
     pub max_tokens: usize,
+    #[command(flatten)]
+    pub judge: super::JudgeArgs,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -80,6 +82,7 @@ fn scan(a: &MonitorArgs, device: &candle_core::Device, prompts: &[String]) -> an
         prompts,
         &EvalOptions {
             max_new_tokens: a.max_tokens,
+            judge: a.judge.judge()?,
             ..EvalOptions::default()
         },
         &mut |d, t| {
@@ -173,6 +176,7 @@ pub fn monitor(a: &MonitorArgs) -> anyhow::Result<()> {
         harmful.as_deref(),
         &EvalOptions {
             max_new_tokens: a.max_tokens,
+            judge: a.judge.judge()?,
             ..EvalOptions::default()
         },
         AlertRule {

@@ -45,6 +45,8 @@ pub struct SelectArgs {
     /// Tokens generated per completion before judging.
     #[arg(long, default_value_t = 8)]
     pub max_tokens: usize,
+    #[command(flatten)]
+    pub judge: super::JudgeArgs,
     /// Write the chosen layer and the grid into the vector's JSON sidecar.
     #[arg(long)]
     pub write_sidecar: bool,
@@ -70,6 +72,7 @@ pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
     let harmless = limit(read_prompts(&a.harmless)?);
     let opts = EvalOptions {
         max_new_tokens: a.max_tokens,
+        judge: a.judge.judge()?,
         ..EvalOptions::default()
     };
     let never = AtomicBool::new(false);

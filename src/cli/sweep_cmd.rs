@@ -58,6 +58,8 @@ pub struct SweepArgs {
     /// Tokens generated per completion before judging.
     #[arg(long, default_value_t = 8)]
     pub max_tokens: usize,
+    #[command(flatten)]
+    pub judge: super::JudgeArgs,
     /// Write the grid as CSV here.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -88,6 +90,7 @@ pub fn sweep(a: &SweepArgs) -> anyhow::Result<()> {
         target_rate: a.target,
         eval: EvalOptions {
             max_new_tokens: a.max_tokens,
+            judge: a.judge.judge()?,
             ..EvalOptions::default()
         },
     };
@@ -187,6 +190,8 @@ pub struct BestOfNArgs {
     /// Tokens generated per sample before judging.
     #[arg(long, default_value_t = 8)]
     pub max_tokens: usize,
+    #[command(flatten)]
+    pub judge: super::JudgeArgs,
     /// Print JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -217,6 +222,7 @@ pub fn best_of_n_cmd(a: &BestOfNArgs) -> anyhow::Result<()> {
         a.seed,
         &EvalOptions {
             max_new_tokens: a.max_tokens,
+            judge: a.judge.judge()?,
             ..EvalOptions::default()
         },
         &never,

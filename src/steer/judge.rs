@@ -36,6 +36,24 @@ impl Default for Judge {
 }
 
 impl Judge {
+    /// A judge from a UTF-8 file with one refusal substring per non-empty line.
+    pub fn from_file(path: &std::path::Path) -> crate::Result<Self> {
+        let text = crate::extract::read_text(path)?;
+        let substrings: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if substrings.is_empty() {
+            return Err(crate::Error::bad_file(
+                path,
+                "holds no refusal substrings (expected one per line)",
+            ));
+        }
+        Ok(Self { substrings })
+    }
+
     /// Whether `completion` refuses.
     #[must_use]
     pub fn is_refusal(&self, completion: &str) -> bool {
