@@ -10,7 +10,7 @@ use steerscope::extract::read_prompts;
 use steerscope::model::{parse_device, Model};
 use steerscope::steer::eval::EvalOptions;
 use steerscope::steer::monitor::{monitor as run, scan_layers, AlertRule};
-use steerscope::vector::SteeringVector;
+use steerscope::vector::{sidecar_layer, update_sidecar, SteeringVector};
 
 #[derive(Args, Debug)]
 pub struct MonitorArgs {
@@ -63,13 +63,6 @@ pub struct MonitorArgs {
     pub write_sidecar: bool,
 }
 
-/// `monitor_layer` from a vector's sidecar, if any.
-pub fn sidecar_monitor_layer(vector: &std::path::Path) -> Option<usize> {
-    let text = std::fs::read_to_string(vector.with_extension("json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    usize::try_from(json.get("monitor_layer")?.as_u64()?).ok()
-}
-
 fn scan(a: &MonitorArgs, device: &candle_core::Device, prompts: &[String]) -> anyhow::Result<()> {
     let first = Model::load(&a.checkpoints[0], device)?;
     let vector = SteeringVector::load(&a.vector, first.cfg().hidden_size, device)?;
@@ -107,31 +100,22 @@ fn scan(a: &MonitorArgs, device: &candle_core::Device, prompts: &[String]) -> an
         None => println!("no layer's projection correlates (constant series)"),
     }
     if a.write_sidecar {
-        let side = a.vector.with_extension("json");
-        let mut json: serde_json::Value = match std::fs::read_to_string(&side) {
-            Ok(t) => serde_json::from_str(&t)
-                .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", side.display()))?,
-            Err(_) => serde_json::json!({}),
-        };
-        json["monitor_layer"] = serde_json::json!(best);
-        json["monitor_scan"] = serde_json::json!({
+        let scan = serde_json::json!({
             "prompts": a.prompts.file_name().map(|f| f.to_string_lossy().into_owned()),
             "n_prompts": prompts.len(),
             "checkpoints": a.checkpoints,
             "pearson_r_by_layer": rs.iter().map(|(l, r)| serde_json::json!({"layer": l, "r": r})).collect::<Vec<_>>(),
         });
-        std::fs::write(&side, serde_json::to_string_pretty(&json)? + "\n")
-            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", side.display()))?;
+        let side = update_sidecar(
+            &a.vector,
+            &[
+                ("monitor_layer", serde_json::json!(best)),
+                ("monitor_scan", scan),
+            ],
+        )?;
         eprintln!("wrote monitor_layer into {}", side.display());
     }
     Ok(())
-}
-
-/// `best_layer` from a vector's sidecar, if any.
-pub fn sidecar_best_layer(vector: &std::path::Path) -> Option<usize> {
-    let text = std::fs::read_to_string(vector.with_extension("json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    usize::try_from(json.get("best_layer")?.as_u64()?).ok()
 }
 
 pub fn monitor(a: &MonitorArgs) -> anyhow::Result<()> {
@@ -148,8 +132,8 @@ pub fn monitor(a: &MonitorArgs) -> anyhow::Result<()> {
     }
     let Some(layer) = a
         .layer
-        .or_else(|| sidecar_monitor_layer(&a.vector))
-        .or_else(|| sidecar_best_layer(&a.vector))
+        .or_else(|| sidecar_layer(&a.vector, "monitor_layer"))
+        .or_else(|| sidecar_layer(&a.vector, "best_layer"))
     else {
         anyhow::bail!(
             "--layer: missing, and {} has no sidecar with monitor_layer or best_layer (give --layer L)",

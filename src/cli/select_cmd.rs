@@ -132,23 +132,21 @@ pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
         }
     }
     if a.write_sidecar {
-        let side = a.vector.with_extension("json");
-        let mut json: serde_json::Value = match std::fs::read_to_string(&side) {
-            Ok(t) => serde_json::from_str(&t)
-                .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", side.display()))?,
-            Err(_) => serde_json::json!({}),
-        };
-        json["best_layer"] = serde_json::json!(sel.best_layer);
-        json["scope"] = serde_json::json!(sel.scope);
-        json["selection"] = serde_json::json!({
+        let selection = serde_json::json!({
             "harmful": a.harmful.file_name().map(|f| f.to_string_lossy().into_owned()),
             "harmless": a.harmless.file_name().map(|f| f.to_string_lossy().into_owned()),
             "n_harmful": harmful.len(),
             "n_harmless": harmless.len(),
             "grid": sel,
         });
-        std::fs::write(&side, serde_json::to_string_pretty(&json)? + "\n")
-            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", side.display()))?;
+        let side = steerscope::vector::update_sidecar(
+            &a.vector,
+            &[
+                ("best_layer", serde_json::json!(sel.best_layer)),
+                ("scope", serde_json::json!(sel.scope)),
+                ("selection", selection),
+            ],
+        )?;
         eprintln!("wrote best_layer into {}", side.display());
     }
     Ok(())

@@ -100,10 +100,7 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
     }
     // Defaults from the vector's sidecar (`select` writes best_layer and scope), else the middle
     // layer and all positions.
-    let sidecar: serde_json::Value = std::fs::read_to_string(vector_path.with_extension("json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let sidecar = steerscope::vector::read_sidecar(&vector_path);
     let layer_idx = a.layer.unwrap_or_else(|| {
         sidecar["best_layer"]
             .as_u64()

@@ -155,13 +155,26 @@ fn measure(
         max_new_tokens: 8,
         ..EvalOptions::default()
     };
-    let rate = |keep: &dyn Fn(&Example) -> bool| -> Result<f64> {
-        let prompts: Vec<String> = test
+    let harmful: Vec<String> = test
+        .iter()
+        .filter(|e| e.harmful)
+        .map(|e| e.prompt.clone())
+        .collect();
+    let harmless: Vec<&Example> = test.iter().filter(|e| !e.harmful).collect();
+    let harmless_prompts: Vec<String> = harmless.iter().map(|e| e.prompt.clone()).collect();
+    let harmful_rate = refusal_rate(&model, &harmful, &opts)?.rate();
+    let judged = refusal_rate(&model, &harmless_prompts, &opts)?;
+    // Split the harmless rate by phrasing (judged comes back in prompt order).
+    let split = |imperative: bool| {
+        let (n, refused) = judged
+            .judged
             .iter()
-            .filter(|e| keep(e))
-            .map(|e| e.prompt.clone())
-            .collect();
-        Ok(refusal_rate(&model, &prompts, &opts)?.rate())
+            .zip(&harmless)
+            .filter(|(_, e)| e.imperative == imperative)
+            .fold((0usize, 0usize), |(n, r), (j, _)| {
+                (n + 1, r + usize::from(j.refused))
+            });
+        refused as f64 / n.max(1) as f64
     };
     let tail = &losses[losses.len().saturating_sub(20)..];
     Ok(CheckpointReport {
@@ -169,10 +182,10 @@ fn measure(
         path: dir.to_path_buf(),
         mix,
         mean_loss: tail.iter().sum::<f32>() / tail.len().max(1) as f32,
-        harmful_refusal: rate(&|e| e.harmful)?,
-        harmless_refusal: rate(&|e| !e.harmful)?,
-        harmless_imperative_refusal: rate(&|e| !e.harmful && e.imperative)?,
-        harmless_question_refusal: rate(&|e| !e.harmful && !e.imperative)?,
+        harmful_refusal: harmful_rate,
+        harmless_refusal: judged.rate(),
+        harmless_imperative_refusal: split(true),
+        harmless_question_refusal: split(false),
     })
 }
 

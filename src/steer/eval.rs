@@ -158,8 +158,6 @@ pub fn refusal_scores(
     chat: bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>> {
-    use candle_core::{DType, Tensor};
-    let tf = &model.transformer;
     let n = conditions.len();
     if n == 0 || prompts.is_empty() || refusal_ids.is_empty() {
         return Err(crate::Error::invalid(
@@ -167,32 +165,10 @@ pub fn refusal_scores(
             "needs at least one condition, one prompt and one refusal token",
         ));
     }
-    let ids_t = Tensor::new(refusal_ids, tf.device())?;
+    let ids_t = candle_core::Tensor::new(refusal_ids, model.transformer.device())?;
     let mut sums = vec![0f64; n];
     for (i, prompt) in prompts.iter().enumerate() {
-        let ids = if chat {
-            model.encode_chat(prompt)?
-        } else {
-            model.encode(prompt)?
-        };
-        let input = Tensor::new(ids.as_slice(), tf.device())?
-            .unsqueeze(0)?
-            .repeat((n, 1))?;
-        let steering: Vec<Steering> = if conditions.iter().all(Steering::is_empty) {
-            vec![]
-        } else {
-            conditions.to_vec()
-        };
-        let out = tf.forward(
-            &input,
-            &mut crate::model::KvCache::new(tf.cfg.n_layers),
-            &crate::model::ForwardArgs {
-                steering: &steering,
-                prompt_len: ids.len(),
-                ..crate::model::ForwardArgs::default()
-            },
-        )?;
-        let probs = candle_nn::ops::softmax_last_dim(&out.logits.to_dtype(DType::F32)?)?;
+        let probs = next_token_logprobs(model, prompt, conditions, chat)?.exp()?;
         let p_refuse = probs.index_select(&ids_t, 1)?.sum(1)?.to_vec1::<f32>()?;
         for (row, p) in p_refuse.iter().enumerate() {
             let p = f64::from(*p).clamp(1e-12, 1.0 - 1e-12);

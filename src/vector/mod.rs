@@ -204,3 +204,41 @@ pub fn find_shipped(model_path: &Path) -> Option<PathBuf> {
     }
     None
 }
+
+/// The JSON sidecar beside a vector file (`X.json` for `X.safetensors`): provenance, and the
+/// choices `select` and `monitor --scan-layers` record (`best_layer`, `scope`,
+/// `monitor_layer`). `Null` when there is none or it is not JSON.
+#[must_use]
+pub fn read_sidecar(vector: &Path) -> serde_json::Value {
+    std::fs::read_to_string(vector.with_extension("json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// A layer index stored under `key` in the sidecar.
+#[must_use]
+pub fn sidecar_layer(vector: &Path, key: &str) -> Option<usize> {
+    read_sidecar(vector)
+        .get(key)?
+        .as_u64()
+        .and_then(|l| usize::try_from(l).ok())
+}
+
+/// Set `fields` in the sidecar (creating it), keeping everything else.
+pub fn update_sidecar(vector: &Path, fields: &[(&str, serde_json::Value)]) -> Result<PathBuf> {
+    let side = vector.with_extension("json");
+    let mut json = if side.is_file() {
+        let text = std::fs::read_to_string(&side).map_err(|e| Error::io(&side, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(&side, format!("not valid JSON: {e}")))?
+    } else {
+        serde_json::json!({})
+    };
+    for (k, v) in fields {
+        json[*k] = v.clone();
+    }
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
+    std::fs::write(&side, text).map_err(|e| Error::io(&side, e))?;
+    Ok(side)
+}
