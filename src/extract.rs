@@ -177,7 +177,7 @@ pub fn activations(
         let (ids, n_post) = if opts.chat {
             model.encode_chat_split(p)?
         } else {
-            (model.encode(p)?, 0)
+            (model.encode_prompt(p, false)?, 0)
         };
         if ids.is_empty() {
             return Err(Error::invalid(
@@ -309,24 +309,6 @@ pub fn direction(
         Method::MeanDiff => Ok((pos.mean(0)? - neg.mean(0)?)?),
         Method::PcaDiff => pca_diff(&pos, &neg),
     }
-}
-
-/// Difference of means (positive minus negative) at the last prompt token, one direction per layer.
-///
-/// # Shapes
-/// Returns `[n_layers, hidden]`.
-pub fn mean_difference(
-    model: &Model,
-    positive: &[String],
-    negative: &[String],
-    chat: bool,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Tensor> {
-    let opts = ExtractOptions {
-        chat,
-        ..ExtractOptions::default()
-    };
-    direction(model, positive, negative, Method::MeanDiff, &opts, progress)
 }
 
 /// First principal component of the paired differences `pos[i] - neg[i]` (the first

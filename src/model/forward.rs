@@ -105,7 +105,8 @@ fn row_mask(batch: usize, row: usize, device: &Device) -> candle_core::Result<Te
     Tensor::from_vec(m, (batch, 1, 1), device)
 }
 
-fn unit(v: &Tensor) -> Result<Tensor> {
+/// `v` flattened to f32 and scaled to unit length; an error names a zero or non-finite norm.
+pub(crate) fn unit(v: &Tensor) -> Result<Tensor> {
     let v = v.to_dtype(DType::F32)?.flatten_all()?;
     let norm = v.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
     if !norm.is_finite() || norm == 0.0 {

@@ -259,6 +259,15 @@ impl Model {
         Ok((self.encode(&text)?, n_post))
     }
 
+    /// A prompt's ids: through the chat template when `chat`, else the text as-is.
+    pub fn encode_prompt(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+        if chat {
+            self.encode_chat(prompt)
+        } else {
+            self.encode(prompt)
+        }
+    }
+
     /// The text the model sees for one user turn.
     pub fn render_chat(&self, user_prompt: &str) -> Result<String> {
         match &self.chat_template {

@@ -77,39 +77,54 @@ pub fn refusal_rates(
         })
         .collect();
     for (i, prompt) in prompts.iter().enumerate() {
-        let prompt_ids = if opts.chat {
-            model.encode_chat(prompt)?
-        } else {
-            model.encode(prompt)?
-        };
-        let req = GenerateRequest {
-            prompt_ids,
-            streams: conditions
-                .iter()
-                .map(|s| StreamSpec {
-                    label: String::new(),
-                    steering: s.clone(),
-                    seed: 0,
-                })
-                .collect(),
-            max_new_tokens: opts.max_new_tokens,
-            sampling: Sampling::default(),
-            trace: None,
-        };
-        let gen = generate(model, &req, cancel, &mut |_| {})?;
-        for (rate, stream) in out.iter_mut().zip(gen.streams) {
-            let refused = opts.judge.is_refusal(&stream.text);
+        let streams = conditions
+            .iter()
+            .map(|s| StreamSpec {
+                label: String::new(),
+                steering: s.clone(),
+                seed: 0,
+            })
+            .collect();
+        let texts = judged_streams(model, prompt, streams, Sampling::default(), opts, cancel)?;
+        for (rate, (completion, refused)) in out.iter_mut().zip(texts) {
             rate.total += 1;
             rate.refused += usize::from(refused);
             rate.judged.push(Judged {
                 prompt: prompt.clone(),
-                completion: stream.text,
+                completion,
                 refused,
             });
         }
         progress(i + 1, prompts.len());
     }
     Ok(out)
+}
+
+/// One prompt's completions, one per stream (run as one batch), each with the judge's verdict.
+pub(crate) fn judged_streams(
+    model: &Model,
+    prompt: &str,
+    streams: Vec<StreamSpec>,
+    sampling: Sampling,
+    opts: &EvalOptions,
+    cancel: &AtomicBool,
+) -> Result<Vec<(String, bool)>> {
+    let req = GenerateRequest {
+        prompt_ids: model.encode_prompt(prompt, opts.chat)?,
+        streams,
+        max_new_tokens: opts.max_new_tokens,
+        sampling,
+        trace: None,
+    };
+    let gen = generate(model, &req, cancel, &mut |_| {})?;
+    Ok(gen
+        .streams
+        .into_iter()
+        .map(|s| {
+            let refused = opts.judge.is_refusal(&s.text);
+            (s.text, refused)
+        })
+        .collect())
 }
 
 /// The refusal rate of the unsteered model.
@@ -192,11 +207,7 @@ fn next_token_logprobs(
 ) -> Result<candle_core::Tensor> {
     use candle_core::{DType, Tensor};
     let tf = &model.transformer;
-    let ids = if chat {
-        model.encode_chat(prompt)?
-    } else {
-        model.encode(prompt)?
-    };
+    let ids = model.encode_prompt(prompt, chat)?;
     let input = Tensor::new(ids.as_slice(), tf.device())?
         .unsqueeze(0)?
         .repeat((conditions.len(), 1))?;

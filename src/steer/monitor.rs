@@ -1,9 +1,9 @@
 //! Checkpoint monitoring: how far a fixed direction is expressed in a model's activations, and
 //! how that tracks the refusal rate across checkpoints.
 
-use candle_core::{DType, IndexOp, Tensor};
+use candle_core::{IndexOp, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::extract::mean_last_token_activations;
 use crate::model::Model;
 
@@ -21,16 +21,9 @@ pub fn mean_projection(
     model.cfg().check_layer(layer_idx)?;
     model.transformer.check_width("direction", direction)?;
     let means = mean_last_token_activations(model, prompts, true, &mut |_, _| {})?;
-    let d = direction.to_dtype(DType::F32)?.flatten_all()?;
-    let norm = d.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-    if !norm.is_finite() || norm == 0.0 {
-        return Err(Error::invalid(
-            "direction",
-            format!("norm is {norm}; expected a finite, non-zero vector"),
-        ));
-    }
-    let dot = (means.i(layer_idx)? * d)?.sum_all()?.to_scalar::<f32>()?;
-    Ok(f64::from(dot / norm))
+    let u = crate::model::forward::unit(direction)?;
+    let dot = (means.i(layer_idx)? * u)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(f64::from(dot))
 }
 
 /// Pearson correlation of two equally long series; `None` when either is constant or they
@@ -219,9 +212,7 @@ pub fn scan_layers(
     let layers = vector.layers();
     let mut units = Vec::with_capacity(layers.len());
     for &l in &layers {
-        let d = vector.for_layer(l)?.to_dtype(DType::F32)?.flatten_all()?;
-        let norm = d.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-        units.push((d / f64::from(norm))?);
+        units.push(crate::model::forward::unit(&vector.for_layer(l)?)?);
     }
     let mut proj: Vec<Vec<f64>> = vec![Vec::new(); layers.len()];
     let mut rates = Vec::with_capacity(checkpoints.len());

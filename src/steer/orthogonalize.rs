@@ -60,24 +60,9 @@ fn project(w: &Tensor, r: &Tensor, role: &Writes) -> Result<Tensor> {
     })
 }
 
-fn unit(direction: &Tensor) -> Result<Tensor> {
-    let d = direction
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_device(&Device::Cpu)?;
-    let norm = d.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-    if !norm.is_finite() || norm == 0.0 {
-        return Err(Error::invalid(
-            "direction",
-            format!("norm is {norm}; expected a finite, non-zero vector"),
-        ));
-    }
-    Ok((d / f64::from(norm))?)
-}
-
 /// Write an orthogonalized copy of the HF folder `src` into `dst` (f32 weights, untied).
 pub fn orthogonalize_hf(src: &Path, dst: &Path, direction: &Tensor) -> Result<usize> {
-    let r = unit(direction)?;
+    let r = crate::model::forward::unit(&direction.to_device(&Device::Cpu)?)?;
     let files = crate::model::source::safetensors_files(src)?;
     std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
     let mut edited = 0;
@@ -149,7 +134,7 @@ pub fn orthogonalize_hf(src: &Path, dst: &Path, direction: &Tensor) -> Result<us
 /// Write an orthogonalized copy of the GGUF file `src` to `dst`: edited tensors re-quantized
 /// to `Q8_0` (F32 where a row does not fit its blocks), everything else copied as it was.
 pub fn orthogonalize_gguf(src: &Path, dst: &Path, direction: &Tensor) -> Result<usize> {
-    let r = unit(direction)?;
+    let r = crate::model::forward::unit(&direction.to_device(&Device::Cpu)?)?;
     let (content, mut reader) = crate::model::weights::read_gguf(src)?;
     let dev = Device::Cpu;
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(content.tensor_infos.len() + 1);

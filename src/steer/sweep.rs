@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicBool;
 
-use super::eval::{kl_from_unsteered, refusal_rates, EvalOptions, RefusalRate};
+use super::eval::{judged_streams, kl_from_unsteered, refusal_rates, EvalOptions, RefusalRate};
 use crate::error::{Error, Result};
-use crate::generate::{generate, GenerateRequest, Sampling, StreamSpec};
+use crate::generate::{Sampling, StreamSpec};
 use crate::hooks::{Scope, Steering};
 use crate::model::Model;
 use crate::vector::SteeringVector;
@@ -205,29 +205,16 @@ pub fn best_of_n(
     }
     let mut out = Vec::with_capacity(prompts.len());
     for (i, p) in prompts.iter().enumerate() {
-        let prompt_ids = if opts.chat {
-            model.encode_chat(p)?
-        } else {
-            model.encode(p)?
-        };
-        let req = GenerateRequest {
-            prompt_ids,
-            streams: (0..n)
-                .map(|k| StreamSpec {
-                    label: format!("sample {k}"),
-                    steering: steering.clone(),
-                    seed: seed + k as u64,
-                })
-                .collect(),
-            max_new_tokens: opts.max_new_tokens,
-            sampling,
-            trace: None,
-        };
-        let gen = generate(model, &req, cancel, &mut |_| {})?;
-        let refused: Vec<bool> = gen
-            .streams
-            .iter()
-            .map(|s| opts.judge.is_refusal(&s.text))
+        let streams = (0..n)
+            .map(|k| StreamSpec {
+                label: format!("sample {k}"),
+                steering: steering.clone(),
+                seed: seed + k as u64,
+            })
+            .collect();
+        let refused: Vec<bool> = judged_streams(model, p, streams, sampling, opts, cancel)?
+            .into_iter()
+            .map(|(_, r)| r)
             .collect();
         let count = refused.iter().filter(|&&r| r).count();
         out.push(BestOfN {
