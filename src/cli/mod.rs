@@ -10,6 +10,7 @@ mod trace_cmd;
 mod train_demo;
 mod vector_cmd;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -86,20 +87,54 @@ impl ModelArgs {
     }
 }
 
-/// The refusal judge's substrings.
+/// How refusal jobs read prompts and judge completions (select, sweep, best-of-n, monitor).
 #[derive(Args, Debug, Clone)]
-pub struct JudgeArgs {
+pub struct EvalArgs {
+    /// Use only the first N prompts of each set.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Tokens generated per completion before judging.
+    #[arg(long, default_value_t = 8)]
+    pub max_tokens: usize,
     /// Refusal substrings, one per line (default: the standard list: I'm sorry, I cannot, ...).
     #[arg(long)]
     pub refusal_substrings: Option<PathBuf>,
 }
 
-impl JudgeArgs {
-    pub fn judge(&self) -> anyhow::Result<steerscope::steer::judge::Judge> {
-        Ok(match &self.refusal_substrings {
+impl EvalArgs {
+    /// A prompt list, cut to `--limit`.
+    pub fn prompts(&self, path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+        let mut v = steerscope::extract::read_prompts(path)?;
+        if let Some(n) = self.limit {
+            v.truncate(n);
+        }
+        Ok(v)
+    }
+
+    pub fn options(&self) -> anyhow::Result<steerscope::steer::eval::EvalOptions> {
+        let judge = match &self.refusal_substrings {
             Some(p) => steerscope::steer::judge::Judge::from_file(p)?,
             None => steerscope::steer::judge::Judge::default(),
+        };
+        Ok(steerscope::steer::eval::EvalOptions {
+            max_new_tokens: self.max_tokens,
+            judge,
+            ..steerscope::steer::eval::EvalOptions::default()
         })
+    }
+}
+
+/// Write a file the user asked for, naming it when that fails.
+pub fn write_file(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents)
+        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))
+}
+
+/// A progress callback printing `\r{what}: done/total {unit}` on stderr.
+pub fn progress(what: &'static str, unit: &'static str) -> impl FnMut(usize, usize) {
+    let mut stderr = std::io::stderr();
+    move |done, total| {
+        let _ = write!(stderr, "\r{what}: {done}/{total} {unit}");
     }
 }
 

@@ -1,14 +1,12 @@
 //! `steerscope monitor`: a fixed direction's projection and the refusal rate across checkpoints.
 
 use std::fmt::Write as _;
-use std::io::Write;
 use std::path::PathBuf;
 
+use candle_core::Device;
 use clap::Args;
 
-use steerscope::extract::read_prompts;
 use steerscope::model::{parse_device, Model};
-use steerscope::steer::eval::EvalOptions;
 use steerscope::steer::monitor::{monitor as run, scan_layers, AlertRule};
 use steerscope::vector::{sidecar_layer, update_sidecar, SteeringVector};
 
@@ -37,11 +35,8 @@ pub struct MonitorArgs {
     /// ... before the refusal rate rises this much above the first checkpoint's.
     #[arg(long, default_value_t = 0.1)]
     pub rate_rise: f64,
-    /// Tokens generated per completion before judging.
-    #[arg(long, default_value_t = 8)]
-    pub max_tokens: usize,
     #[command(flatten)]
-    pub judge: super::JudgeArgs,
+    pub eval: super::EvalArgs,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -51,9 +46,6 @@ pub struct MonitorArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Use only the first N prompts of each set.
-    #[arg(long)]
-    pub limit: Option<usize>,
     /// Instead of monitoring: for every layer, correlate its projection with the refusal rate
     /// on --prompts across the checkpoints (use training prompts), and report the best layer.
     #[arg(long)]
@@ -63,24 +55,26 @@ pub struct MonitorArgs {
     pub write_sidecar: bool,
 }
 
-fn scan(a: &MonitorArgs, device: &candle_core::Device, prompts: &[String]) -> anyhow::Result<()> {
+/// Loads the checkpoints in order, handing out `first` (checkpoint 0, loaded up front to check
+/// the vector against it) instead of loading it twice.
+fn loader(first: Model, device: &Device) -> impl FnMut(&str) -> steerscope::Result<Model> + '_ {
+    let mut first = Some(first);
+    move |spec| match first.take() {
+        Some(m) => Ok(m),
+        None => Model::load(spec, device),
+    }
+}
+
+fn scan(a: &MonitorArgs, device: &Device, prompts: &[String]) -> anyhow::Result<()> {
     let first = Model::load(&a.checkpoints[0], device)?;
-    let vector = SteeringVector::load(&a.vector, first.cfg().hidden_size, device)?;
-    drop(first);
-    let mut stderr = std::io::stderr();
+    let vector = SteeringVector::load_for(&a.vector, &first)?;
     let rs = scan_layers(
         &a.checkpoints,
-        &mut |s| Model::load(s, device),
+        &mut loader(first, device),
         &vector,
         prompts,
-        &EvalOptions {
-            max_new_tokens: a.max_tokens,
-            judge: a.judge.judge()?,
-            ..EvalOptions::default()
-        },
-        &mut |d, t| {
-            let _ = write!(stderr, "\rscanning: {d}/{t} checkpoints");
-        },
+        &a.eval.options()?,
+        &mut super::progress("scanning", "checkpoints"),
     )?;
     eprintln!();
     println!(
@@ -120,13 +114,7 @@ fn scan(a: &MonitorArgs, device: &candle_core::Device, prompts: &[String]) -> an
 
 pub fn monitor(a: &MonitorArgs) -> anyhow::Result<()> {
     let device = parse_device(&a.device)?;
-    let limit = |mut v: Vec<String>| {
-        if let Some(n) = a.limit {
-            v.truncate(n);
-        }
-        v
-    };
-    let prompts = limit(read_prompts(&a.prompts)?);
+    let prompts = a.eval.prompts(&a.prompts)?;
     if a.scan_layers {
         return scan(a, &device, &prompts);
     }
@@ -140,36 +128,23 @@ pub fn monitor(a: &MonitorArgs) -> anyhow::Result<()> {
             a.vector.display()
         );
     };
-    let harmful = a
-        .harmful
-        .as_ref()
-        .map(|p| read_prompts(p).map(limit))
-        .transpose()?;
+    let harmful = a.harmful.as_ref().map(|p| a.eval.prompts(p)).transpose()?;
     // The first checkpoint fixes the width the vector must have (and fails early when bad).
     let first = Model::load(&a.checkpoints[0], &device)?;
-    let dir =
-        SteeringVector::load(&a.vector, first.cfg().hidden_size, &device)?.for_layer(layer)?;
-    drop(first);
-    let mut stderr = std::io::stderr();
+    let dir = SteeringVector::load_for(&a.vector, &first)?.for_layer(layer)?;
     let report = run(
         &a.checkpoints,
-        &mut |s| Model::load(s, &device),
+        &mut loader(first, &device),
         &dir,
         layer,
         &prompts,
         harmful.as_deref(),
-        &EvalOptions {
-            max_new_tokens: a.max_tokens,
-            judge: a.judge.judge()?,
-            ..EvalOptions::default()
-        },
+        &a.eval.options()?,
         AlertRule {
             projection_rise: a.projection_rise,
             rate_rise: a.rate_rise,
         },
-        &mut |d, t| {
-            let _ = write!(stderr, "\rmonitoring: {d}/{t} checkpoints");
-        },
+        &mut super::progress("monitoring", "checkpoints"),
     )?;
     eprintln!();
     if let Some(path) = &a.csv {
@@ -187,8 +162,7 @@ pub fn monitor(a: &MonitorArgs) -> anyhow::Result<()> {
                 opt(r.harmful_refusal_rate)
             );
         }
-        std::fs::write(path, csv)
-            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        super::write_file(path, &csv)?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

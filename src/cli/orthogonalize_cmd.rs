@@ -28,7 +28,7 @@ pub struct OrthogonalizeArgs {
 pub fn orthogonalize(a: &OrthogonalizeArgs) -> anyhow::Result<()> {
     let model = Model::load(&a.model, &Device::Cpu)?;
     model.cfg().check_layer(a.layer)?;
-    let v = SteeringVector::load(&a.vector, model.cfg().hidden_size, &Device::Cpu)?;
+    let v = SteeringVector::load_for(&a.vector, &model)?;
     let d = v.for_layer(a.layer)?;
     let edited = match steerscope::model::source::resolve(&a.model)? {
         ModelSource::Gguf(path) => orthogonalize_gguf(&path, &a.out, &d)?,

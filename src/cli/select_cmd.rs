@@ -1,13 +1,10 @@
 //! `steerscope select`: which layer's direction steers refusal best.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 
-use steerscope::extract::read_prompts;
-use steerscope::steer::eval::EvalOptions;
 use steerscope::steer::select::select_layer;
 use steerscope::vector::SteeringVector;
 
@@ -39,14 +36,8 @@ pub struct SelectArgs {
     /// not eligible.
     #[arg(long, default_value_t = 0.1)]
     pub max_kl: f64,
-    /// Use only the first N prompts of each set.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Tokens generated per completion before judging.
-    #[arg(long, default_value_t = 8)]
-    pub max_tokens: usize,
     #[command(flatten)]
-    pub judge: super::JudgeArgs,
+    pub eval: super::EvalArgs,
     /// Write the chosen layer and the grid into the vector's JSON sidecar.
     #[arg(long)]
     pub write_sidecar: bool,
@@ -57,26 +48,11 @@ pub struct SelectArgs {
 
 pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
     let model = a.model.load()?;
-    let vector = SteeringVector::load(
-        &a.vector,
-        model.cfg().hidden_size,
-        model.transformer.device(),
-    )?;
-    let limit = |mut v: Vec<String>| {
-        if let Some(n) = a.limit {
-            v.truncate(n);
-        }
-        v
-    };
-    let harmful = limit(read_prompts(&a.harmful)?);
-    let harmless = limit(read_prompts(&a.harmless)?);
-    let opts = EvalOptions {
-        max_new_tokens: a.max_tokens,
-        judge: a.judge.judge()?,
-        ..EvalOptions::default()
-    };
+    let vector = SteeringVector::load_for(&a.vector, &model)?;
+    let harmful = a.eval.prompts(&a.harmful)?;
+    let harmless = a.eval.prompts(&a.harmless)?;
+    let opts = a.eval.options()?;
     let never = AtomicBool::new(false);
-    let mut stderr = std::io::stderr();
     let sel = select_layer(
         &model,
         &vector,
@@ -88,9 +64,7 @@ pub fn select(a: &SelectArgs) -> anyhow::Result<()> {
         a.max_kl,
         &opts,
         &never,
-        &mut |d, t| {
-            let _ = write!(stderr, "\rselecting: {d}/{t} prompts");
-        },
+        &mut super::progress("selecting", "prompts"),
     )?;
     eprintln!();
     if a.json {

@@ -114,7 +114,7 @@ pub fn steer(a: &SteerArgs) -> anyhow::Result<()> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(Scope::All)
     });
-    let vector = SteeringVector::load(&vector_path, cfg.hidden_size, model.transformer.device())?;
+    let vector = SteeringVector::load_for(&vector_path, &model)?;
     let direction = vector.for_layer(layer_idx)?;
     let prompt_ids = a.prompt.ids(&model)?;
     let mut streams = vec![

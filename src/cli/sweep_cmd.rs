@@ -1,28 +1,17 @@
 //! `steerscope sweep` (refusal rate over strengths x layers) and `steerscope best-of-n`.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::Args;
 
-use steerscope::extract::read_prompts;
 use steerscope::generate::Sampling;
 use steerscope::hooks::{Scope, Steering};
-use steerscope::steer::eval::EvalOptions;
 use steerscope::steer::sweep::{best_of_n, sweep as run_sweep, SweepOptions};
 use steerscope::vector::SteeringVector;
 
 use super::ModelArgs;
-
-fn limited(path: &std::path::Path, limit: Option<usize>) -> anyhow::Result<Vec<String>> {
-    let mut v = read_prompts(path)?;
-    if let Some(n) = limit {
-        v.truncate(n);
-    }
-    Ok(v)
-}
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
@@ -52,14 +41,8 @@ pub struct SweepArgs {
     /// Refusal rate the suggestion must reach.
     #[arg(long, default_value_t = 0.8)]
     pub target: f64,
-    /// Use only the first N prompts of each set.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Tokens generated per completion before judging.
-    #[arg(long, default_value_t = 8)]
-    pub max_tokens: usize,
     #[command(flatten)]
-    pub judge: super::JudgeArgs,
+    pub eval: super::EvalArgs,
     /// Write the grid as CSV here.
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -70,13 +53,11 @@ pub struct SweepArgs {
 
 pub fn sweep(a: &SweepArgs) -> anyhow::Result<()> {
     let model = a.model.load()?;
-    let vector = SteeringVector::load(
-        &a.vector,
-        model.cfg().hidden_size,
-        model.transformer.device(),
-    )?;
-    let prompts = limited(&a.prompts, a.limit)?;
-    let kl_prompts = limited(a.kl_prompts.as_ref().unwrap_or(&a.prompts), a.limit)?;
+    let vector = SteeringVector::load_for(&a.vector, &model)?;
+    let prompts = a.eval.prompts(&a.prompts)?;
+    let kl_prompts = a
+        .eval
+        .prompts(a.kl_prompts.as_ref().unwrap_or(&a.prompts))?;
     let layers = if a.layers.is_empty() {
         (0..model.cfg().n_layers).collect()
     } else {
@@ -88,14 +69,9 @@ pub fn sweep(a: &SweepArgs) -> anyhow::Result<()> {
         scope: a.scope,
         ablate_layer: a.ablate_layer,
         target_rate: a.target,
-        eval: EvalOptions {
-            max_new_tokens: a.max_tokens,
-            judge: a.judge.judge()?,
-            ..EvalOptions::default()
-        },
+        eval: a.eval.options()?,
     };
     let never = AtomicBool::new(false);
-    let mut stderr = std::io::stderr();
     let start = Instant::now();
     let res = run_sweep(
         &model,
@@ -104,14 +80,11 @@ pub fn sweep(a: &SweepArgs) -> anyhow::Result<()> {
         &kl_prompts,
         &opts,
         &never,
-        &mut |d, t| {
-            let _ = write!(stderr, "\rsweeping: {d}/{t} prompts");
-        },
+        &mut super::progress("sweeping", "prompts"),
     )?;
     eprintln!(" ({:.1} s)", start.elapsed().as_secs_f64());
     if let Some(path) = &a.csv {
-        std::fs::write(path, res.to_csv())
-            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+        super::write_file(path, &res.to_csv())?;
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&res)?);
@@ -184,14 +157,8 @@ pub struct BestOfNArgs {
     pub strength: f64,
     #[arg(long, default_value = "all", value_parser = super::parse_scope)]
     pub scope: Scope,
-    /// Use only the first N prompts.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Tokens generated per sample before judging.
-    #[arg(long, default_value_t = 8)]
-    pub max_tokens: usize,
     #[command(flatten)]
-    pub judge: super::JudgeArgs,
+    pub eval: super::EvalArgs,
     /// Print JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
@@ -199,17 +166,16 @@ pub struct BestOfNArgs {
 
 pub fn best_of_n_cmd(a: &BestOfNArgs) -> anyhow::Result<()> {
     let model = a.model.load()?;
-    let prompts = limited(&a.prompts, a.limit)?;
+    let prompts = a.eval.prompts(&a.prompts)?;
     let steering = match (&a.vector, a.layer) {
         (Some(v), Some(l)) => {
-            let v = SteeringVector::load(v, model.cfg().hidden_size, model.transformer.device())?;
+            let v = SteeringVector::load_for(v, &model)?;
             Steering::add(l, v.for_layer(l)?, a.strength, a.scope)
         }
         (Some(_), None) => anyhow::bail!("--layer: missing (needed with --vector)"),
         _ => Steering::default(),
     };
     let never = AtomicBool::new(false);
-    let mut stderr = std::io::stderr();
     let rows = best_of_n(
         &model,
         &prompts,
@@ -220,15 +186,9 @@ pub fn best_of_n_cmd(a: &BestOfNArgs) -> anyhow::Result<()> {
             top_p: a.top_p,
         },
         a.seed,
-        &EvalOptions {
-            max_new_tokens: a.max_tokens,
-            judge: a.judge.judge()?,
-            ..EvalOptions::default()
-        },
+        &a.eval.options()?,
         &never,
-        &mut |d, t| {
-            let _ = write!(stderr, "\rsampling: {d}/{t} prompts");
-        },
+        &mut super::progress("sampling", "prompts"),
     )?;
     eprintln!();
     if a.json {

@@ -47,10 +47,7 @@ pub fn trace(a: &TraceArgs) -> anyhow::Result<()> {
     let layer_idx = a.layer.unwrap_or(cfg.n_layers / 2);
     cfg.check_layer(layer_idx)?;
     let directions = match &a.vector {
-        Some(p) => vec![
-            SteeringVector::load(p, cfg.hidden_size, model.transformer.device())?
-                .for_layer(layer_idx)?,
-        ],
+        Some(p) => vec![SteeringVector::load_for(p, &model)?.for_layer(layer_idx)?],
         None => vec![],
     };
     let has_dir = !directions.is_empty();

@@ -1,7 +1,6 @@
 //! `steerscope vector`: a steering vector from two contrastive prompt sets.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -78,7 +77,6 @@ pub fn vector(a: &VectorArgs) -> anyhow::Result<()> {
         chat: !a.raw,
         batch_size: a.batch_size,
     };
-    let mut stderr = std::io::stderr();
     let start = Instant::now();
     let diff = direction(
         &model,
@@ -86,9 +84,7 @@ pub fn vector(a: &VectorArgs) -> anyhow::Result<()> {
         &negative,
         a.method,
         &opts,
-        &mut |done, total| {
-            let _ = write!(stderr, "\rextracting: {done}/{total} prompts");
-        },
+        &mut super::progress("extracting", "prompts"),
     )?;
     let seconds = start.elapsed().as_secs_f64();
     eprintln!(" ({seconds:.1} s)");
@@ -172,8 +168,7 @@ pub fn vector(a: &VectorArgs) -> anyhow::Result<()> {
         "regenerate": "bash scripts/make-vectors.sh (all shipped vectors)",
     });
     let side = a.out.with_extension("json");
-    std::fs::write(&side, serde_json::to_string_pretty(&sidecar)? + "\n")
-        .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", side.display()))?;
+    super::write_file(&side, &(serde_json::to_string_pretty(&sidecar)? + "\n"))?;
     println!(
         "wrote {} ({} layers) and {}",
         a.out.display(),

@@ -117,6 +117,11 @@ impl SteeringVector {
         })
     }
 
+    /// [`SteeringVector::load`], checked against `model`'s width and placed on its device.
+    pub fn load_for(path: &Path, model: &crate::model::Model) -> Result<Self> {
+        Self::load(path, model.cfg().hidden_size, model.transformer.device())
+    }
+
     /// The direction for `layer_idx`.
     pub fn for_layer(&self, layer_idx: usize) -> Result<Tensor> {
         if let Some(t) = self.per_layer.get(&layer_idx) {
