@@ -3,6 +3,8 @@
 //! issue. Plus a short training run, so the training program stays working.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -259,14 +261,7 @@ fn a_short_training_run_lowers_the_loss() {
     assert!(last < 0.8 * first, "loss {first} -> {last}");
     // Every variable moved: gradients reach the embedding, every norm and every projection.
     for (v, b) in varmap.all_vars().iter().zip(&before) {
-        let moved = (v.as_tensor() - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let moved = common::max_abs_diff(v.as_tensor(), b);
         assert!(
             moved > 0.0,
             "a variable of shape {:?} did not change",
@@ -455,14 +450,7 @@ fn orthogonalized_checkpoint_equals_directional_ablation() {
     };
     let ablated = run(&orig, &[Steering::ablate(d.clone())]);
     let baked = run(&orth, &[]);
-    let diff = (ablated - &baked)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = common::max_abs_diff(&ablated, &baked);
     assert!(diff < 1e-4, "max abs logit difference {diff}");
     let rate = refusal_rate(&orth, &held_out("harmful_test.json"), &opts())
         .unwrap()

@@ -29,19 +29,16 @@ pub fn smollm2() -> PathBuf {
     path
 }
 
-/// Deterministic pseudo-random numbers (splitmix64 -> roughly normal by summing uniforms).
-pub struct Rng(u64);
+/// Deterministic test values: the library's splitmix64 stream, made roughly normal by summing
+/// four uniforms (the fixtures' weights depend on exactly these values).
+pub struct Rng(steerscope::rng::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(steerscope::rng::Rng::new(seed))
     }
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     pub fn uniform(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
