@@ -45,7 +45,7 @@ pub struct SteerArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub prompt: PromptArgs,
-    /// Steering vector file (.safetensors: one [hidden] tensor, or `direction.N` per layer);
+    /// Steering vector file (.safetensors, a .gguf control vector, .npy or .pt);
     /// default: the first shipped vector in `vectors/` whose name starts like the model's.
     #[arg(long, short = 'v')]
     pub vector: Option<PathBuf>,
