@@ -5,6 +5,7 @@
 //! [`generate`] runs side-by-side streams on it; [`vector`] reads steering vectors; the CLI
 //! (`steerscope` binary) prints what these return.
 
+pub mod app;
 pub mod demo;
 pub mod error;
 pub mod extract;
@@ -15,5 +16,6 @@ pub mod rng;
 pub mod steer;
 pub mod trace;
 pub mod vector;
+pub mod worker;
 
 pub use error::{Error, Result};

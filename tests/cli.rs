@@ -350,13 +350,26 @@ fn steer_on_smollm2_prints_both_columns() {
 }
 
 #[test]
-fn no_subcommand_prints_help() {
-    let out = steerscope(&[]);
+fn help_lists_the_commands() {
+    let out = steerscope(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["steer", "generate", "trace", "bench"] {
+    for cmd in ["gui", "steer", "generate", "trace", "bench"] {
         assert!(text.contains(cmd), "{text}");
     }
+}
+
+/// `gui` checks its files before opening a window: one line, exit 2.
+#[test]
+fn gui_with_missing_files_fails_before_the_window() {
+    fails_with(
+        &["gui", "--model", "/nope/model.gguf"],
+        &["/nope/model.gguf", "not found"],
+    );
+    fails_with(
+        &["gui", "--vector", "/nope/v.safetensors"],
+        &["/nope/v.safetensors", "steering vector"],
+    );
 }
 
 #[test]

@@ -13,7 +13,6 @@ mod vector_cmd;
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use steerscope::hooks::Scope;
@@ -55,8 +54,50 @@ pub enum Command {
     Orthogonalize(orthogonalize_cmd::OrthogonalizeArgs),
     /// Train the embedded demo model and its over-refusal rounds (assets/demo-model).
     TrainDemo(train_demo::TrainDemoArgs),
+    /// Open the desktop app (also what `steerscope` with no subcommand does).
+    Gui(GuiArgs),
     /// Time decoding against candle-transformers' stock `quantized_llama` (GGUF models).
     Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GuiArgs {
+    /// A .gguf file, an HF model folder, or an HF cache repo id; default: the last model
+    /// used, else the embedded demo model.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// A steering vector file for that model; default: the last one used with it, else the
+    /// shipped one whose name matches the model.
+    #[arg(long, short = 'v')]
+    pub vector: Option<PathBuf>,
+}
+
+/// Check the files before a window opens: a missing path is one line on the terminal.
+fn gui(a: GuiArgs) -> anyhow::Result<()> {
+    if let Some(m) = &a.model {
+        let p = std::path::Path::new(m);
+        let looks_like_path = p.is_absolute() || m.starts_with('.') || m.ends_with(".gguf");
+        if looks_like_path && !p.exists() {
+            return Err(Error::MissingFile {
+                path: p.to_path_buf(),
+                expected: "a .gguf file or an HF model folder (--model)".into(),
+            }
+            .into());
+        }
+    }
+    if let Some(v) = &a.vector {
+        if !v.is_file() {
+            return Err(Error::MissingFile {
+                path: v.clone(),
+                expected: "a steering vector file (--vector)".into(),
+            }
+            .into());
+        }
+    }
+    steerscope::app::run(steerscope::app::Startup {
+        model: a.model,
+        vector: a.vector,
+    })
 }
 
 /// Options every model-using command shares.
@@ -183,12 +224,8 @@ pub fn parse_scope(s: &str) -> Result<Scope, String> {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => {
-            use clap::CommandFactory;
-            Cli::command().print_help().context("printing help")?;
-            println!();
-            Ok(())
-        }
+        None => steerscope::app::run(steerscope::app::Startup::default()),
+        Some(Command::Gui(a)) => gui(a),
         Some(Command::Steer(a)) => steer::steer(&a),
         Some(Command::Generate(a)) => steer::generate(&a),
         Some(Command::Trace(a)) => trace_cmd::trace(&a),

@@ -48,6 +48,16 @@ pub(crate) fn read_safetensors(path: &Path, device: &Device) -> Result<RawVector
     })
 }
 
+/// `general.architecture` of a GGUF file (header only); `None` when it cannot be read.
+pub(crate) fn gguf_architecture(path: &Path) -> Option<String> {
+    let (content, _) = crate::model::weights::read_gguf(path).ok()?;
+    content
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+}
+
 /// A GGUF control vector: `general.architecture = controlvector`, tensors `direction.N`.
 pub(crate) fn read_gguf(path: &Path, device: &Device) -> Result<RawVector> {
     let (content, mut reader) = crate::model::weights::read_gguf(path)?;

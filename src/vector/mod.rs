@@ -6,7 +6,10 @@
 //! `layer.{l}`, each `[hidden]`; or one 2-D tensor `[n_layers, hidden]`. Layer `l` means the
 //! output of block `l` (`blocks.{l}.hook_resid_post`), which is also llama.cpp's `direction.l`.
 
+mod extract_job;
 mod formats;
+
+pub use extract_job::{extract_to_file, ExtractJob, ExtractReport};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -176,6 +179,35 @@ fn vector_dirs() -> Vec<PathBuf> {
         PathBuf::from("vectors"),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("vectors"),
     ]
+}
+
+/// Every shipped vector file (`vectors/*.safetensors` and `*.gguf`), sorted by name, from the
+/// first `vectors/` folder that exists (the working directory's, else the crate's).
+#[must_use]
+pub fn shipped_vectors() -> Vec<PathBuf> {
+    for dir in vector_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(std::result::Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "safetensors" || e == "gguf")
+            })
+            .collect();
+        found.sort();
+        return found;
+    }
+    Vec::new()
+}
+
+/// Whether `path` is a GGUF control vector (`general.architecture = controlvector`) rather
+/// than a model; reads only the header.
+#[must_use]
+pub fn is_control_vector(path: &Path) -> bool {
+    formats::gguf_architecture(path).is_some_and(|a| a == "controlvector")
 }
 
 /// The first shipped vector (sorted by name) whose name before the first `.` appears in the
