@@ -185,6 +185,16 @@ impl App {
         let _ = self.worker.send(Command::Panic);
     }
 
+    /// Load a model (as the top bar's Load button does).
+    pub fn open_model(&mut self, spec: &str) {
+        self.apply(vec![Intent::LoadModel(spec.to_owned())]);
+    }
+
+    /// Load a vector file (as the vector picker and a dropped file do).
+    pub fn open_vector(&mut self, path: &Path) {
+        self.apply(vec![Intent::LoadVector(path.to_path_buf())]);
+    }
+
     /// Whether a model and a vector are loaded and nothing is loading.
     #[must_use]
     pub fn ready(&self) -> bool {
@@ -426,7 +436,7 @@ impl App {
         rt.model = None;
         rt.vector = None;
         rt.set_error(
-            Site::Generate,
+            Site::Worker,
             format!("The model worker crashed ({message}); it was restarted and the model is reloading."),
         );
         rt.panics.push(message);

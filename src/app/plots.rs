@@ -166,6 +166,16 @@ fn heatmap(ui: &mut egui::Ui, g: &Generation) {
     let rows = g.streams.len();
     let available = ui.available_size();
     let block_h = ((available.y - 8.0) / rows as f32).max(30.0);
+    // One cell width for every stream, so the columns line up across streams.
+    let max_tokens = p
+        .resid_proj
+        .iter()
+        .filter_map(|grid| grid.first().map(Vec::len))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let label_w = 80.0;
+    let cell_w = ((available.x - label_w - 8.0) / max_tokens as f32).clamp(4.0, 24.0);
     egui::ScrollArea::horizontal().show(ui, |ui| {
         for (row, stream) in g.streams.iter().enumerate() {
             let Some(grid) = p.resid_proj.get(row) else {
@@ -176,8 +186,6 @@ fn heatmap(ui: &mut egui::Ui, g: &Generation) {
                 continue;
             }
             let scale = grid.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
-            let label_w = 70.0;
-            let cell_w = ((available.x - label_w) / n_tokens as f32).clamp(4.0, 24.0);
             let size = egui::vec2(label_w + cell_w * n_tokens as f32, block_h - 6.0);
             let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
             let painter = ui.painter_at(rect);
@@ -190,6 +198,20 @@ fn heatmap(ui: &mut egui::Ui, g: &Generation) {
             );
             let cell_h = rect.height() / p.n_layers as f32;
             let origin = rect.left_top() + egui::vec2(label_w, 0.0);
+            let weak = ui.visuals().weak_text_color();
+            for (l, align) in [
+                (0, egui::Align2::RIGHT_TOP),
+                (p.n_layers - 1, egui::Align2::RIGHT_BOTTOM),
+            ] {
+                let y = if l == 0 { rect.top() } else { rect.bottom() };
+                painter.text(
+                    egui::pos2(origin.x - 4.0, y),
+                    align,
+                    format!("L{l}"),
+                    egui::FontId::proportional(10.0),
+                    weak,
+                );
+            }
             for (l, values) in grid.iter().enumerate() {
                 for (t, v) in values.iter().enumerate() {
                     let min = origin + egui::vec2(t as f32 * cell_w, l as f32 * cell_h);

@@ -24,7 +24,7 @@ pub fn prompt_panel_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) -> Vec
     ui.horizontal(|ui| {
         let ready = rt.model.is_some() && rt.vector.is_some() && rt.loading.is_none();
         if ui
-            .add_enabled(ready, egui::Button::new("▶ Generate"))
+            .add_enabled(ready, egui::Button::new("Generate"))
             .on_hover_text("Ctrl+Enter")
             .clicked()
         {
@@ -32,7 +32,7 @@ pub fn prompt_panel_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) -> Vec
         }
         let busy = rt.generating || rt.long_job.is_some();
         if ui
-            .add_enabled(busy, egui::Button::new("■ Cancel"))
+            .add_enabled(busy, egui::Button::new("Cancel"))
             .on_hover_text("Esc")
             .clicked()
         {
@@ -42,15 +42,18 @@ pub fn prompt_panel_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) -> Vec
         if rt.generating {
             ui.spinner();
         } else if let Some(g) = &rt.generation {
+            let tokens: usize = g.streams.iter().map(|s| s.tokens.len()).sum();
             ui.label(
                 egui::RichText::new(format!(
-                    "{} prompt tokens · prefill {:.0} ms · decode {:.0} ms",
-                    g.prompt_tokens.len(),
-                    g.prefill_ms,
-                    g.decode_ms
+                    "{} prompt tokens · {tokens} generated",
+                    g.prompt_tokens.len()
                 ))
                 .weak(),
-            );
+            )
+            .on_hover_text(format!(
+                "prefill {:.0} ms · decode {:.0} ms",
+                g.prefill_ms, g.decode_ms
+            ));
         }
     });
     if let Some(i) = error_banner(ui, rt, Site::Generate) {

@@ -108,11 +108,20 @@ fn vector_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime, intents: &mut Ve
 }
 
 fn sliders_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) {
-    let n_layers = rt.model.as_ref().map_or(1, |m| m.info.n_layers);
-    let max_layer = n_layers.saturating_sub(1);
-    s.layer_idx = s.layer_idx.min(max_layer);
-    ui.add(egui::Slider::new(&mut s.layer_idx, 0..=max_layer).text("Layer"))
-        .on_hover_text("The vector is added to blocks.L.hook_resid_post, the output of block L");
+    // Until a model is loaded, keep the restored layer as it is (the range is unknown).
+    let max_layer = match &rt.model {
+        Some(m) => {
+            let max = m.info.n_layers.saturating_sub(1);
+            s.layer_idx = s.layer_idx.min(max);
+            max
+        }
+        None => s.layer_idx.max(1),
+    };
+    ui.add_enabled(
+        rt.model.is_some(),
+        egui::Slider::new(&mut s.layer_idx, 0..=max_layer).text("Layer"),
+    )
+    .on_hover_text("The vector is added to blocks.L.hook_resid_post, the output of block L");
     let range = s.strength_range.abs().max(0.1);
     ui.add(
         egui::Slider::new(&mut s.strength, -range..=range)
@@ -128,7 +137,7 @@ fn sliders_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) {
             let rel = s.strength * f64::from(vnorm) / f64::from(resid);
             ui.label(
                 egui::RichText::new(format!(
-                    "= {rel:+.2} × mean ‖resid‖ at layer {} (‖v‖ {vnorm:.2}, ‖resid‖ {resid:.2})",
+                    "= {rel:+.2} × mean |resid| at layer {} (|v| {vnorm:.2}, |resid| {resid:.2})",
                     s.layer_idx
                 ))
                 .weak(),

@@ -15,9 +15,9 @@ pub fn error_banner(ui: &mut egui::Ui, rt: &Runtime, site: Site) -> Option<Inten
         .inner_margin(6.0)
         .show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.colored_label(ui.visuals().error_fg_color, "⚠");
+                ui.colored_label(ui.visuals().error_fg_color, "Error:");
                 ui.add(egui::Label::new(message).wrap());
-                if ui.small_button("✕").on_hover_text("Dismiss").clicked() {
+                if ui.small_button("Dismiss").clicked() {
                     dismissed = true;
                 }
             });
@@ -101,7 +101,7 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &mut Settings, rt: &Runtime) -> V
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let dark = settings.dark;
                 if ui
-                    .button(if dark { "☀ Light" } else { "🌙 Dark" })
+                    .button(if dark { "Light theme" } else { "Dark theme" })
                     .on_hover_text("Light or dark theme")
                     .clicked()
                 {
@@ -138,8 +138,10 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &mut Settings, rt: &Runtime) -> V
                 }
             });
         });
-        if let Some(i) = error_banner(ui, rt, Site::Model) {
-            intents.push(i);
+        for site in [Site::Worker, Site::Model] {
+            if let Some(i) = error_banner(ui, rt, site) {
+                intents.push(i);
+            }
         }
         ui.add_space(2.0);
     });

@@ -123,6 +123,8 @@ pub enum Command {
 /// Where an error belongs in the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Site {
+    /// The worker itself (a crash and restart).
+    Worker,
     Model,
     Vector,
     Generate,
