@@ -4,10 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: none are needed to build or run the tests today (candle, tokenizers and the
-# CLI are pure Rust + the system C toolchain). pip is needed for the model fetch.
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq python3-pip
+# Debian packages. Building needs none. pip is needed for the model fetch; the app's image
+# snapshots (tests/app.rs, egui_kittest on wgpu) render on Mesa's software Vulkan adapter
+# (lavapipe). Headless kittest needs no X server.
+missing=()
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+dpkg -s libvulkan1 >/dev/null 2>&1 || missing+=(libvulkan1)
+if ((${#missing[@]})); then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
 # The Python `gguf` package (llama.cpp's own reader/writer) checks our GGUF control vectors.

@@ -1,7 +1,7 @@
-//! The desktop app, headless (egui_kittest), on the real demo model: widgets found by label,
+//! The desktop app, headless (`egui_kittest`), on the real demo model: widgets found by label,
 //! sliders moved, buttons pressed, frames run until the worker's events arrive, and assertions
 //! on what the user would see.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
 mod common;
 

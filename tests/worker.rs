@@ -1,6 +1,6 @@
 //! The model worker on its own, on the real demo model: a new generation cancels the running
 //! one mid-stream, and events arrive in order.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::float_cmp)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -103,7 +103,11 @@ pub fn write(dir: &Path, format: Format, rt: &Runtime) -> Result<PathBuf, String
 pub fn save_png(image: &egui::ColorImage, dir: &Path) -> Result<PathBuf, String> {
     let path = stamped(dir, "steerscope-window", "png")?;
     let [w, h] = image.size;
-    let rgba: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+    let rgba: Vec<u8> = image
+        .pixels
+        .iter()
+        .flat_map(egui::Color32::to_array)
+        .collect();
     image::save_buffer(&path, &rgba, w as u32, h as u32, image::ColorType::Rgba8)
         .map_err(|e| format!("{}: cannot write the PNG: {e}", path.display()))?;
     Ok(path)

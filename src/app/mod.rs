@@ -385,15 +385,14 @@ impl App {
             rt.apply_vector_defaults = true;
             crate::vector::find_shipped(&model_path)
         };
-        match vector {
-            Some(path) => self.send(Command::LoadVector { path }),
-            None => {
-                self.runtime.vector = None;
-                self.runtime.set_error(
-                    Site::Vector,
-                    "No shipped vector matches this model: open a vector file or extract one from the prompt sets.".into(),
-                );
-            }
+        if let Some(path) = vector {
+            self.send(Command::LoadVector { path });
+        } else {
+            self.runtime.vector = None;
+            self.runtime.set_error(
+                Site::Vector,
+                "No shipped vector matches this model: open a vector file or extract one from the prompt sets.".into(),
+            );
         }
     }
 
@@ -660,7 +659,7 @@ impl App {
 
     /// Files dropped on the window: folders and model .gguf files open as models, the rest
     /// as vectors.
-    fn handle_drops(&mut self, ui: &egui::Ui) -> Vec<Intent> {
+    fn handle_drops(ui: &egui::Ui) -> Vec<Intent> {
         let dropped: Vec<PathBuf> = ui.input(|i| {
             i.raw
                 .dropped_files
@@ -723,7 +722,7 @@ impl App {
             }
         }
         let mut intents = Self::shortcuts(ui);
-        intents.extend(self.handle_drops(ui));
+        intents.extend(Self::handle_drops(ui));
         intents.extend(top_bar::top_bar_ui(ui, &mut self.settings, &self.runtime));
         intents.extend(steering_panel::steering_panel_ui(
             ui,

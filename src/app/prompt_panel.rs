@@ -10,7 +10,7 @@ pub fn prompt_panel_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) -> Vec
         ui.label("Examples:");
         for example in EXAMPLE_PROMPTS {
             if ui.small_button(example).clicked() {
-                s.prompt = example.to_owned();
+                example.clone_into(&mut s.prompt);
                 intents.push(Intent::Generate);
             }
         }

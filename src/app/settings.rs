@@ -42,6 +42,7 @@ impl PlotTab {
 /// Everything the user set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
+#[allow(clippy::struct_excessive_bools)] // independent user toggles, persisted as they are
 pub struct Settings {
     /// Model spec (a .gguf file, an HF folder or an HF cache id); empty = the demo model.
     pub model: String,

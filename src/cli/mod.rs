@@ -1,6 +1,7 @@
 //! The `steerscope` command line: argument parsing into library calls, and printing.
 
 mod bench;
+mod bench_ui;
 mod monitor_cmd;
 mod orthogonalize_cmd;
 mod select_cmd;
@@ -56,6 +57,8 @@ pub enum Command {
     TrainDemo(train_demo::TrainDemoArgs),
     /// Open the desktop app (also what `steerscope` with no subcommand does).
     Gui(GuiArgs),
+    /// The app's latency, headless: strength change to first steered token, and frame times.
+    BenchUi(bench_ui::BenchUiArgs),
     /// Time decoding against candle-transformers' stock `quantized_llama` (GGUF models).
     Bench(bench::BenchArgs),
 }
@@ -76,7 +79,10 @@ pub struct GuiArgs {
 fn gui(a: GuiArgs) -> anyhow::Result<()> {
     if let Some(m) = &a.model {
         let p = std::path::Path::new(m);
-        let looks_like_path = p.is_absolute() || m.starts_with('.') || m.ends_with(".gguf");
+        let looks_like_path = p.is_absolute()
+            || m.starts_with('.')
+            || p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
         if looks_like_path && !p.exists() {
             return Err(Error::MissingFile {
                 path: p.to_path_buf(),
@@ -230,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Generate(a)) => steer::generate(&a),
         Some(Command::Trace(a)) => trace_cmd::trace(&a),
         Some(Command::Bench(a)) => bench::bench(&a),
+        Some(Command::BenchUi(a)) => bench_ui::bench_ui(&a),
         Some(Command::Vector(a)) => vector_cmd::vector(&a),
         Some(Command::Monitor(a)) => monitor_cmd::monitor(&a),
         Some(Command::Sweep(a)) => sweep_cmd::sweep(&a),

@@ -16,6 +16,7 @@ pub use chat::{ChatTemplate, Message};
 pub use config::{Family, ModelConfig};
 pub use forward::{ForwardArgs, ForwardOutput, KvCache, Transformer};
 pub use source::ModelSource;
+pub use weights::GgufWeights;
 
 use crate::error::{Error, Result};
 
@@ -93,22 +94,55 @@ impl Model {
     /// work (extraction, sweeps) runs as dense matrix products: about 5x faster on CPU for
     /// SmolLM2 (BENCHMARKS.md), at four bytes per weight.
     pub fn load_with(spec: &str, device: &Device, dequantize: bool) -> Result<Self> {
+        let mode = if dequantize {
+            GgufWeights::Dense
+        } else {
+            GgufWeights::Quantized
+        };
+        Self::load_gguf_as(spec, device, mode)
+    }
+
+    /// [`Model::load`] with GGUF weights kept as `mode` says (HF folders are always dense).
+    pub fn load_gguf_as(spec: &str, device: &Device, mode: GgufWeights) -> Result<Self> {
         match source::resolve(spec)? {
-            ModelSource::Gguf(path) => Self::load_gguf_with(&path, device, dequantize),
+            ModelSource::Gguf(path) => Self::load_gguf_with(&path, device, mode),
             ModelSource::HfFolder(dir) => Self::load_hf(&dir, device),
         }
     }
 
-    /// Load a GGUF file.
-    pub fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
-        Self::load_gguf_with(path, device, false)
+    /// For interactive use (the app): GGUF models under 1 B parameters keep an f32 copy of
+    /// their weights for prefill beside the quantized weights for decoding (about 3.5x faster
+    /// prefill on CPU for SmolLM2, BENCHMARKS.md); larger ones stay quantized only.
+    pub fn load_interactive(spec: &str, device: &Device) -> Result<Self> {
+        let mode = match source::resolve(spec)? {
+            ModelSource::Gguf(path) => {
+                let (content, _) = weights::read_gguf(&path)?;
+                let params: usize = content
+                    .tensor_infos
+                    .values()
+                    .map(|t| t.shape.elem_count())
+                    .sum();
+                if params < 1_000_000_000 {
+                    GgufWeights::Hybrid
+                } else {
+                    GgufWeights::Quantized
+                }
+            }
+            ModelSource::HfFolder(_) => GgufWeights::Quantized,
+        };
+        Self::load_gguf_as(spec, device, mode)
     }
 
-    fn load_gguf_with(path: &Path, device: &Device, dequantize: bool) -> Result<Self> {
+    /// Load a GGUF file.
+    pub fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
+        Self::load_gguf_with(path, device, GgufWeights::Quantized)
+    }
+
+    fn load_gguf_with(path: &Path, device: &Device, mode: GgufWeights) -> Result<Self> {
         let (content, mut reader) = weights::read_gguf(path)?;
         let cfg = ModelConfig::from_gguf(path, &content)?;
         let tokenizer = gguf_tokenizer::from_gguf(path, &content)?;
-        let w = weights::Weights::from_gguf(path, &content, &mut reader, &cfg, device, dequantize)?;
+        let w = weights::Weights::from_gguf(path, &content, &mut reader, &cfg, device, mode)?;
         let md = &content.metadata;
         let token_str = |key: &str| {
             md.get(key)

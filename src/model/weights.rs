@@ -21,7 +21,29 @@ pub(crate) enum Proj {
         weight: QMatMul,
         bias: Option<Tensor>,
     },
+    /// Both forms of one GGUF weight: dense for passes over many rows (prefill, batched
+    /// extraction), where f32 matrix products are several times faster on CPU; quantized for
+    /// decoding a few rows, where reading fewer bytes wins.
+    Hybrid {
+        dense: Linear,
+        quant: QMatMul,
+    },
 }
+
+/// How GGUF weights are kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GgufWeights {
+    /// Quantized as stored (the least memory).
+    #[default]
+    Quantized,
+    /// Expanded to f32 at load (four bytes per weight).
+    Dense,
+    /// Quantized for decoding plus an f32 copy for multi-row passes.
+    Hybrid,
+}
+
+/// Rows (batch x tokens) from which a hybrid weight uses its dense copy.
+const HYBRID_DENSE_ROWS: usize = 8;
 
 impl Proj {
     /// # Shapes
@@ -29,6 +51,14 @@ impl Proj {
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Dense(linear) => linear.forward(x),
+            Self::Hybrid { dense, quant } => {
+                let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+                if rows >= HYBRID_DENSE_ROWS {
+                    dense.forward(x)
+                } else {
+                    quant.forward(x)
+                }
+            }
             Self::Quant { weight, bias } => {
                 let y = weight.forward(x)?;
                 match bias {
@@ -130,7 +160,7 @@ impl Weights {
         reader: &mut BufReader<File>,
         cfg: &ModelConfig,
         device: &Device,
-        dequantize: bool,
+        mode: GgufWeights,
     ) -> Result<Self> {
         let mut qtypes: HashMap<String, usize> = HashMap::new();
         let mut get = |name: &str| -> Result<QTensor> {
@@ -157,12 +187,16 @@ impl Weights {
             Ok(RmsNorm::new(q.dequantize(device)?, eps))
         };
         let quant = |q: QTensor| -> Result<Proj> {
-            if dequantize {
-                return Ok(Proj::Dense(Linear::new(q.dequantize(device)?, None)));
-            }
-            Ok(Proj::Quant {
-                weight: QMatMul::from_qtensor(q)?,
-                bias: None,
+            Ok(match mode {
+                GgufWeights::Dense => Proj::Dense(Linear::new(q.dequantize(device)?, None)),
+                GgufWeights::Quantized => Proj::Quant {
+                    weight: QMatMul::from_qtensor(q)?,
+                    bias: None,
+                },
+                GgufWeights::Hybrid => Proj::Hybrid {
+                    dense: Linear::new(q.dequantize(device)?, None),
+                    quant: QMatMul::from_qtensor(q)?,
+                },
             })
         };
         let eps = cfg.rms_norm_eps;
@@ -194,10 +228,10 @@ impl Weights {
             blocks,
             final_norm,
             lm_head,
-            quantization: if dequantize {
-                format!("{} -> f32", describe_mix(&qtypes))
-            } else {
-                describe_mix(&qtypes)
+            quantization: match mode {
+                GgufWeights::Quantized => describe_mix(&qtypes),
+                GgufWeights::Dense => format!("{} -> f32", describe_mix(&qtypes)),
+                GgufWeights::Hybrid => format!("{} + f32 prefill copy", describe_mix(&qtypes)),
             },
         };
         weights.check_shapes(path, cfg)?;

@@ -36,6 +36,48 @@ pub struct WorkerState {
     pub model: Option<Model>,
     pub facts: Option<ModelFacts>,
     pub vector: Option<SteeringVector>,
+    /// The last unsteered stream, reused while only the steering changes.
+    unsteered: Option<Unsteered>,
+}
+
+/// One finished unsteered stream and its plot row, keyed by what it depends on.
+#[derive(Clone)]
+struct Unsteered {
+    key: String,
+    stream: StreamResult,
+    row: PlotRow,
+}
+
+/// One stream's row of every [`LayerPlots`] series.
+#[derive(Clone, Default)]
+struct PlotRow {
+    resid_norm: Vec<f32>,
+    attn_norm: Vec<f32>,
+    mlp_norm: Vec<f32>,
+    attn_contrib: Vec<f32>,
+    mlp_contrib: Vec<f32>,
+    resid_proj: Vec<Vec<f32>>,
+}
+
+fn plot_row(p: &LayerPlots, row: usize) -> PlotRow {
+    let get = |v: &Vec<Vec<f32>>| v.get(row).cloned().unwrap_or_default();
+    PlotRow {
+        resid_norm: get(&p.resid_norm),
+        attn_norm: get(&p.attn_norm),
+        mlp_norm: get(&p.mlp_norm),
+        attn_contrib: get(&p.attn_contrib),
+        mlp_contrib: get(&p.mlp_contrib),
+        resid_proj: p.resid_proj.get(row).cloned().unwrap_or_default(),
+    }
+}
+
+fn insert_row(p: &mut LayerPlots, r: PlotRow) {
+    p.resid_norm.insert(0, r.resid_norm);
+    p.attn_norm.insert(0, r.attn_norm);
+    p.mlp_norm.insert(0, r.mlp_norm);
+    p.attn_contrib.insert(0, r.attn_contrib);
+    p.mlp_contrib.insert(0, r.mlp_contrib);
+    p.resid_proj.insert(0, r.resid_proj);
 }
 
 /// Where the worker's events go: a channel, and a waker (the UI's `request_repaint`).
@@ -98,6 +140,7 @@ impl WorkerState {
                 }
                 self.model = Some(model);
                 self.facts = Some(facts.clone());
+                self.unsteered = None;
                 out.send(Event::ModelLoaded(Box::new(facts)));
             }
             // The previous model, if any, stays loaded and usable.
@@ -113,6 +156,7 @@ impl WorkerState {
             Ok((vector, n_layers)) => {
                 let facts = vector_facts(&vector, n_layers);
                 self.vector = Some(vector);
+                self.unsteered = None;
                 out.send(Event::VectorLoaded(Box::new(facts)));
             }
             Err(e) => out.fail(None, Site::Vector, &e),
@@ -137,12 +181,23 @@ impl WorkerState {
         }
     }
 
-    pub fn generate(&self, job: JobId, cancel: &AtomicBool, params: &GenerateParams, out: &Outbox) {
+    pub fn generate(
+        &mut self,
+        job: JobId,
+        cancel: &AtomicBool,
+        params: &GenerateParams,
+        out: &Outbox,
+    ) {
         match self.run_generation(job, cancel, params, out) {
-            Ok(Some(generation)) => out.send(Event::Generated {
-                job,
-                generation: Box::new(generation),
-            }),
+            Ok(Some((generation, fresh))) => {
+                if fresh.is_some() {
+                    self.unsteered = fresh;
+                }
+                out.send(Event::Generated {
+                    job,
+                    generation: Box::new(generation),
+                });
+            }
             Ok(None) => out.send(Event::Cancelled { job }),
             Err(e) => out.fail(Some(job), Site::Generate, &e),
         }
@@ -154,7 +209,7 @@ impl WorkerState {
         cancel: &AtomicBool,
         params: &GenerateParams,
         out: &Outbox,
-    ) -> Result<Option<Generation>> {
+    ) -> Result<Option<(Generation, Option<Unsteered>)>> {
         let model = self.model()?;
         let vector = self.vector()?;
         model.cfg().check_layer(params.layer_idx)?;
@@ -192,14 +247,36 @@ impl WorkerState {
                 Steering::ablate(direction.clone()),
             ));
         }
+        // A slider move changes only the steered streams: the unsteered one is reused when
+        // the prompt, sampling, length, layer (its projections) and vector are unchanged.
+        let key = format!(
+            "{:?}|{}|{:?}|{}|{}|{}|{}",
+            params.prompt,
+            params.chat,
+            params.sampling,
+            params.seed,
+            params.max_new_tokens,
+            params.layer_idx,
+            vector.path.display()
+        );
+        let cached = self.unsteered.clone().filter(|c| c.key == key);
+        let run: Vec<usize> = (0..streams.len())
+            .filter(|&i| i > 0 || cached.is_none())
+            .collect();
+        if let Some(c) = &cached {
+            out.send(Event::Token {
+                job,
+                stream_idx: 0,
+                text: c.stream.text.clone(),
+            });
+        }
         let req = GenerateRequest {
             prompt_ids: prompt_ids.clone(),
-            streams: streams
+            streams: run
                 .iter()
-                .enumerate()
-                .map(|(i, (_, label, steering))| StreamSpec {
-                    label: label.clone(),
-                    steering: steering.clone(),
+                .map(|&i| StreamSpec {
+                    label: streams[i].1.clone(),
+                    steering: streams[i].2.clone(),
                     seed: params.seed + i as u64,
                 })
                 .collect(),
@@ -214,7 +291,7 @@ impl WorkerState {
         let output = generate(model, &req, cancel, &mut |ev| {
             out.send(Event::Token {
                 job,
-                stream_idx: ev.stream_idx,
+                stream_idx: run[ev.stream_idx],
                 text: ev.text.to_owned(),
             });
         })?;
@@ -222,10 +299,10 @@ impl WorkerState {
             return Ok(None);
         }
         let judge = Judge::default();
-        let results: Vec<StreamResult> = output
+        let mut results: Vec<StreamResult> = output
             .streams
             .iter()
-            .zip(&streams)
+            .zip(run.iter().map(|&i| &streams[i]))
             .map(|(s, (kind, _, _))| StreamResult {
                 label: s.label.clone(),
                 kind: *kind,
@@ -239,18 +316,33 @@ impl WorkerState {
             .iter()
             .map(|s| prompt_ids.len() + s.tokens.len())
             .collect();
-        let plots = match &output.trace {
+        let mut fresh = None;
+        let mut plots = match &output.trace {
             Some(trace) => layer_plots(trace, params.layer_idx, &lens),
             None => LayerPlots::default(),
         };
-        Ok(Some(Generation {
+        match cached {
+            Some(c) => {
+                results.insert(0, c.stream);
+                insert_row(&mut plots, c.row);
+            }
+            None => {
+                fresh = Some(Unsteered {
+                    key,
+                    stream: results[0].clone(),
+                    row: plot_row(&plots, 0),
+                });
+            }
+        }
+        let generation = Generation {
             params: params.clone(),
             prompt_tokens: model.token_strings(&prompt_ids),
             streams: results,
             plots,
             prefill_ms: output.prefill_ms,
             decode_ms: output.decode_ms,
-        }))
+        };
+        Ok(Some((generation, fresh)))
     }
 
     pub fn sweep(&self, job: JobId, cancel: &AtomicBool, params: &SweepParams, out: &Outbox) {
@@ -347,7 +439,7 @@ impl WorkerState {
 fn load_model(spec: &str, device: &str) -> Result<(Model, ModelFacts)> {
     let start = Instant::now();
     let dev = parse_device(device)?;
-    let model = Model::load(spec, &dev)?;
+    let model = Model::load_interactive(spec, &dev)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let resid_norms = mean_resid_norms(&model)?;
     let facts = ModelFacts {
@@ -441,8 +533,8 @@ fn layer_plots(trace: &TraceRecord, direction_layer: usize, lens: &[usize]) -> L
         direction_layer,
         ..LayerPlots::default()
     };
-    for row in 0..rows {
-        let n = lens[row].min(trace.n_tokens);
+    for (row, len) in lens.iter().enumerate().take(rows) {
+        let n = (*len).min(trace.n_tokens);
         let per_layer = |hook: BlockHook| -> Vec<f32> {
             (0..n_layers)
                 .map(|l| mean(&|t| trace.norm(hook, l, row, t), n))

@@ -48,7 +48,7 @@ impl WorkerHandle {
     /// `request_repaint`).
     #[must_use]
     pub fn spawn(wake: Arc<dyn Fn() + Send + Sync>) -> Self {
-        let (tx, rx, thread) = start(wake.clone());
+        let (tx, rx, thread) = start(&wake);
         Self {
             tx,
             rx,
@@ -63,7 +63,7 @@ impl WorkerHandle {
 
     /// Replace a stopped (panicked) worker with a fresh one, with no model loaded.
     pub fn restart(&mut self) {
-        let (tx, rx, thread) = start(self.wake.clone());
+        let (tx, rx, thread) = start(&self.wake);
         self.tx = tx;
         self.rx = rx;
         if let Some(old) = std::mem::replace(&mut self.thread, thread) {
@@ -190,7 +190,7 @@ impl WorkerHandle {
 }
 
 fn start(
-    wake: Arc<dyn Fn() + Send + Sync>,
+    wake: &Arc<dyn Fn() + Send + Sync>,
 ) -> (Sender<Command>, Receiver<Event>, Option<JoinHandle<()>>) {
     let (cmd_tx, cmd_rx) = bounded::<Command>(COMMAND_QUEUE);
     let (ev_tx, ev_rx) = bounded::<Event>(EVENT_QUEUE);
