@@ -129,21 +129,59 @@ fn column_ui(
         });
 }
 
+/// The generated tokens' projections at the steered layer, per stream, minus the unsteered
+/// stream's mean over its generated tokens (so the tint shows where a stream sits relative to
+/// the unsteered model), and the largest magnitude over all streams (the colour scale).
+fn tint_values(g: &Generation) -> (Vec<Vec<f32>>, f32) {
+    let start = g.prompt_tokens.len();
+    let layer = g.params.layer_idx;
+    let raw: Vec<Vec<f32>> = g
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(row, s)| {
+            let proj = g.plots.resid_proj.get(row).and_then(|r| r.get(layer));
+            (0..s.tokens.len())
+                .map(|t| {
+                    proj.and_then(|p| p.get(start + t))
+                        .copied()
+                        .unwrap_or(f32::NAN)
+                })
+                .collect()
+        })
+        .collect();
+    let base: Vec<f32> = raw
+        .first()
+        .map(|v| v.iter().copied().filter(|x| x.is_finite()).collect())
+        .unwrap_or_default();
+    let baseline = if base.is_empty() {
+        0.0
+    } else {
+        base.iter().sum::<f32>() / base.len() as f32
+    };
+    let centred: Vec<Vec<f32>> = raw
+        .iter()
+        .map(|v| {
+            v.iter()
+                .map(|x| if x.is_finite() { x - baseline } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let scale = centred.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    (centred, scale)
+}
+
 /// The stream's generated tokens, each with a background by its projection at the steered
-/// layer (scaled by the largest magnitude over the stream's tokens).
+/// layer relative to the unsteered stream (red: further along the direction, blue: against).
 fn tinted(ui: &egui::Ui, g: &Generation, idx: usize) -> Option<egui::text::LayoutJob> {
     let stream = g.streams.get(idx)?;
-    let proj = g.plots.resid_proj.get(idx)?.get(g.params.layer_idx)?;
-    let start = g.prompt_tokens.len();
-    let values: Vec<f32> = (0..stream.tokens.len())
-        .map(|t| proj.get(start + t).copied().unwrap_or(0.0))
-        .collect();
-    let scale = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let (all, scale) = tint_values(g);
+    let values = all.get(idx)?;
     let font = egui::TextStyle::Body.resolve(ui.style());
     let color = ui.visuals().text_color();
     let mut job = egui::text::LayoutJob::default();
     job.wrap.max_width = ui.available_width();
-    for (i, (token, v)) in stream.tokens.iter().zip(&values).enumerate() {
+    for (i, (token, v)) in stream.tokens.iter().zip(values).enumerate() {
         let token = if i == 0 {
             token.trim_start()
         } else {

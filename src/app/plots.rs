@@ -76,7 +76,7 @@ fn layer_points(values: &[f32]) -> PlotPoints<'static> {
 fn norms_plot(ui: &mut egui::Ui, g: &Generation) {
     ui.label(
         egui::RichText::new(
-            "Mean L2 norm over tokens, per layer: residual (solid), attention out (dashed), MLP out (dotted)",
+            "Mean L2 norm over tokens (but the first), per layer: residual (solid), attention out (dashed), MLP out (dotted)",
         )
         .weak(),
     );

@@ -29,7 +29,7 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &mut Settings, rt: &Runtime) -> V
     let mut intents = Vec::new();
     egui::Panel::top("top_bar").show(ui, |ui| {
         ui.add_space(4.0);
-        ui.horizontal_wrapped(|ui| {
+        ui.horizontal(|ui| {
             ui.strong("steerscope");
             ui.separator();
             ui.menu_button("Open model", |ui| {
@@ -75,68 +75,29 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &mut Settings, rt: &Runtime) -> V
                         ui.selectable_value(&mut settings.device, d.to_owned(), d);
                     }
                 });
-            ui.separator();
-            match (&rt.model, &rt.loading) {
-                (_, Some(spec)) => {
-                    ui.spinner();
-                    ui.label(format!("loading {}", short_path(spec)));
-                }
-                (Some(m), None) => {
-                    let i = &m.info;
-                    ui.label(format!(
-                        "{} · {} · {} layers · hidden {} · {} · {}",
-                        short_path(&m.spec),
-                        i.family,
-                        i.n_layers,
-                        i.hidden_size,
-                        i.quantization,
-                        m.device
-                    ))
-                    .on_hover_text(i.path.display().to_string());
-                }
-                (None, None) => {
-                    ui.label("no model loaded");
-                }
+            right_controls(ui, settings, rt, &mut intents);
+        });
+        ui.horizontal(|ui| match (&rt.model, &rt.loading) {
+            (_, Some(spec)) => {
+                ui.spinner();
+                ui.label(format!("loading {}", short_path(spec)));
             }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let dark = settings.dark;
-                if ui
-                    .button(if dark { "Light theme" } else { "Dark theme" })
-                    .on_hover_text("Light or dark theme")
-                    .clicked()
-                {
-                    intents.push(Intent::SetTheme(!dark));
-                }
-                ui.menu_button("Export", |ui| {
-                    if ui.button("Plot data as CSV").clicked() {
-                        intents.push(Intent::ExportCsv);
-                        ui.close();
-                    }
-                    if ui.button("Plot data as JSON").clicked() {
-                        intents.push(Intent::ExportJson);
-                        ui.close();
-                    }
-                    if ui.button("Window as PNG").clicked() {
-                        intents.push(Intent::Screenshot);
-                        ui.close();
-                    }
-                    ui.label(format!("to {}", settings.output_dir.display()));
-                });
-                ui.checkbox(&mut settings.show_plots, "Plots");
-                if let Some((stage, fraction)) = &rt.progress {
-                    let bar = egui::ProgressBar::new(fraction.unwrap_or(0.0))
-                        .desired_width(160.0)
-                        .text(stage.as_str());
-                    let bar = if fraction.is_none() {
-                        bar.animate(true)
-                    } else {
-                        bar
-                    };
-                    ui.add(bar);
-                } else if let Some(note) = &rt.notice {
-                    ui.label(egui::RichText::new(note).weak());
-                }
-            });
+            (Some(m), None) => {
+                let i = &m.info;
+                ui.label(format!(
+                    "{} · {} · {} layers · hidden {} · {} · {}",
+                    short_path(&m.spec),
+                    i.family,
+                    i.n_layers,
+                    i.hidden_size,
+                    i.quantization,
+                    m.device
+                ))
+                .on_hover_text(i.path.display().to_string());
+            }
+            (None, None) => {
+                ui.label("no model loaded");
+            }
         });
         for site in [Site::Worker, Site::Model] {
             if let Some(i) = error_banner(ui, rt, site) {
@@ -146,6 +107,54 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &mut Settings, rt: &Runtime) -> V
         ui.add_space(2.0);
     });
     intents
+}
+
+/// Progress, plots toggle, exports and theme, right-aligned on the first row.
+fn right_controls(
+    ui: &mut egui::Ui,
+    settings: &mut Settings,
+    rt: &Runtime,
+    intents: &mut Vec<Intent>,
+) {
+    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+        let dark = settings.dark;
+        if ui
+            .button(if dark { "Light theme" } else { "Dark theme" })
+            .on_hover_text("Light or dark theme")
+            .clicked()
+        {
+            intents.push(Intent::SetTheme(!dark));
+        }
+        ui.menu_button("Export", |ui| {
+            if ui.button("Plot data as CSV").clicked() {
+                intents.push(Intent::ExportCsv);
+                ui.close();
+            }
+            if ui.button("Plot data as JSON").clicked() {
+                intents.push(Intent::ExportJson);
+                ui.close();
+            }
+            if ui.button("Window as PNG").clicked() {
+                intents.push(Intent::Screenshot);
+                ui.close();
+            }
+            ui.label(format!("to {}", settings.output_dir.display()));
+        });
+        ui.checkbox(&mut settings.show_plots, "Plots");
+        if let Some((stage, fraction)) = &rt.progress {
+            let bar = egui::ProgressBar::new(fraction.unwrap_or(0.0))
+                .desired_width(160.0)
+                .text(stage.as_str());
+            let bar = if fraction.is_none() {
+                bar.animate(true)
+            } else {
+                bar
+            };
+            ui.add(bar);
+        } else if let Some(note) = &rt.notice {
+            ui.label(egui::RichText::new(note).weak());
+        }
+    });
 }
 
 /// The devices this build can use.

@@ -453,7 +453,7 @@ fn load_model(spec: &str, device: &str) -> Result<(Model, ModelFacts)> {
 }
 
 /// Mean L2 norm of the residual stream after each block, over the tokens of the example
-/// prompts (chat template applied when the model has one).
+/// prompts but the first (chat template applied when the model has one).
 fn mean_resid_norms(model: &Model) -> Result<Vec<f32>> {
     let n_layers = model.cfg().n_layers;
     let mut sums = vec![0f64; n_layers];
@@ -477,12 +477,14 @@ fn mean_resid_norms(model: &Model) -> Result<Vec<f32>> {
             },
         )?;
         let Some(trace) = out.trace else { continue };
+        // Position 0 is skipped: models park huge activations on the first token (the
+        // attention sink), which would dominate the mean.
         for (l, sum) in sums.iter_mut().enumerate() {
-            for t in 0..n {
+            for t in 1..n {
                 *sum += f64::from(trace.norm(BlockHook::ResidPost, l, 0, t));
             }
         }
-        count += n;
+        count += n.saturating_sub(1);
     }
     Ok(sums
         .iter()
@@ -522,11 +524,14 @@ fn vector_facts(vector: &SteeringVector, n_layers: usize) -> VectorFacts {
 fn layer_plots(trace: &TraceRecord, direction_layer: usize, lens: &[usize]) -> LayerPlots {
     let n_layers = trace.n_layers;
     let rows = trace.batch.min(lens.len());
+    // Means skip position 0 when there are others: the first token's outsized activations
+    // (the attention sink) would dominate them.
     let mean = |f: &dyn Fn(usize) -> f32, n: usize| -> f32 {
+        let from = usize::from(n > 1);
         if n == 0 {
             return 0.0;
         }
-        (0..n).map(|t| f64::from(f(t))).sum::<f64>() as f32 / n as f32
+        (from..n).map(|t| f64::from(f(t))).sum::<f64>() as f32 / (n - from) as f32
     };
     let mut plots = LayerPlots {
         n_layers,

@@ -139,8 +139,8 @@ pub struct ModelFacts {
     pub spec: String,
     pub device: String,
     pub info: ModelInfo,
-    /// Mean L2 norm of `blocks.L.hook_resid_post` per layer over the example prompts (the
-    /// scale steering strengths are compared against).
+    /// Mean L2 norm of `blocks.L.hook_resid_post` per layer over the example prompts' tokens
+    /// but the first (the scale steering strengths are compared against).
     pub resid_norms: Vec<f32>,
     pub load_ms: f64,
 }
@@ -177,7 +177,8 @@ pub struct LayerPlots {
     pub n_layers: usize,
     /// The layer whose direction the projections use.
     pub direction_layer: usize,
-    /// Mean over the stream's tokens of the L2 norm of `hook_resid_post`, per layer.
+    /// Mean over the stream's tokens (but the first, the attention sink) of the L2 norm of
+    /// `hook_resid_post`, per layer.
     pub resid_norm: Vec<Vec<f32>>,
     /// Same for `hook_attn_out`.
     pub attn_norm: Vec<Vec<f32>>,
