@@ -183,8 +183,12 @@ fn bad_model_path_shows_an_error_and_the_app_keeps_working() {
     let msg = h.state().runtime.error(Site::Model).unwrap().to_owned();
     assert!(msg.contains("/nope/missing-model.gguf"), "{msg}");
     h.get_by_label_contains("Could not load the model");
-    // The demo model is still loaded and generates.
+    // The demo model is still loaded and generates, and it is what a restart would open.
     assert_eq!(h.state().runtime.model.as_ref().unwrap().info.n_layers, 6);
+    let mut storage = Memory::default();
+    eframe::App::save(h.state_mut(), &mut storage);
+    let saved: Settings = eframe::get_value(&storage, eframe::APP_KEY).unwrap();
+    assert_eq!(saved.model, "");
     h.get_by_label("Generate").click();
     run_until(&mut h, "a generation after the error", |a| finished(a, 2));
     assert!(!h.state().runtime.columns[1].text.is_empty());
@@ -360,4 +364,93 @@ fn snapshots_of_the_main_views() {
     h.step();
     h.step();
     h.snapshot_options("app_demo_projection", &options);
+}
+
+/// A file dropped on the window, as eframe hands it over.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropped_vector_and_model_folder_are_opened() {
+    let (_dir, mut h) = started();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let vector = root.join("vectors/demo-model.round-10.refusal.safetensors");
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(vector.clone())));
+    run_until(&mut h, "the dropped vector", |a| {
+        a.runtime.vector.as_ref().is_some_and(|v| v.path == vector)
+    });
+    // A dropped folder opens as a model: round 20 of the demo model's training.
+    let round = root.join("assets/demo-model/rounds/round-20");
+    h.input_mut()
+        .dropped_files
+        .push(std::sync::Arc::new(Dropped(round.clone())));
+    run_until(&mut h, "the dropped model", |a| {
+        a.runtime
+            .model
+            .as_ref()
+            .is_some_and(|m| m.info.path == round)
+            && a.ready()
+    });
+    assert_eq!(
+        h.state().settings.recent_models[0],
+        round.display().to_string()
+    );
+}
+
+#[test]
+fn extract_from_prompts_writes_and_loads_a_vector() {
+    let (dir, mut h) = started();
+    h.state_mut().settings.extract_limit = 16;
+    h.step();
+    h.get_by_label("Extract from prompts").click();
+    h.step();
+    run_until(&mut h, "the extracted vector", |a| {
+        a.runtime
+            .vector
+            .as_ref()
+            .is_some_and(|v| v.path.starts_with(dir.path()))
+    });
+    let app = h.state();
+    let v = app.runtime.vector.as_ref().unwrap();
+    assert_eq!(v.layers, (0..6).collect::<Vec<_>>());
+    assert!(v.norms.iter().all(|n| *n > 0.0));
+    assert!(v.path.with_extension("json").is_file());
+    assert!(app.runtime.notice.as_ref().unwrap().contains("extracted"));
+    // It was extracted from the model's own harmful and harmless training prompts.
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v.path.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["positive"], "harmful_train.json");
+    assert_eq!(sidecar["n_positive"], 16);
+}
+
+#[test]
+fn the_monitor_runs_over_the_training_rounds() {
+    let (_dir, mut h) = started();
+    assert_eq!(h.state().checkpoints().len(), 11);
+    h.state_mut().settings.eval_limit = 6;
+    h.state_mut().settings.plot_tab = PlotTab::Monitor;
+    h.step();
+    h.get_by_label("Run monitor").click();
+    h.step();
+    run_until(&mut h, "the monitor", |a| a.runtime.monitor.is_some());
+    let (report, checkpoints) = h.state().runtime.monitor.as_ref().unwrap();
+    assert_eq!(report.rows.len(), 11);
+    assert_eq!(checkpoints.len(), 11);
+    // The sidecar's monitoring layer, and the drift the demo model was trained to show: the
+    // projection rises from round 0 to round 20.
+    assert_eq!(report.layer_idx, 5);
+    assert!(report.rows[10].projection > report.rows[0].projection + 1.0);
+    h.get_by_label_contains("Pearson r");
 }

@@ -364,9 +364,11 @@ impl App {
         rt.clear_error(Site::Model);
         let spec = facts.spec.clone();
         let demo = crate::demo::default_model_dir().display().to_string();
-        if spec != demo {
-            self.settings.model.clone_from(&spec);
-        }
+        self.settings.model = if spec == demo {
+            String::new()
+        } else {
+            spec.clone()
+        };
         self.settings.remember_model(&spec);
         let n_layers = facts.info.n_layers;
         self.settings.layer_idx = self.settings.layer_idx.min(n_layers.saturating_sub(1));
@@ -765,8 +767,19 @@ impl eframe::App for App {
         self.show(ui);
     }
 
+    /// Persist the settings, with the model that is loaded (not a path typed but not
+    /// loaded, which may not exist).
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+        let mut settings = self.settings.clone();
+        if let Some(m) = &self.runtime.model {
+            let demo = crate::demo::default_model_dir().display().to_string();
+            settings.model = if m.spec == demo {
+                String::new()
+            } else {
+                m.spec.clone()
+            };
+        }
+        eframe::set_value(storage, eframe::APP_KEY, &settings);
     }
 }
 

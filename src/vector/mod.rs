@@ -181,26 +181,30 @@ fn vector_dirs() -> Vec<PathBuf> {
     ]
 }
 
+/// The files in `dir` with one of `extensions`, sorted; `None` when `dir` cannot be read.
+fn files_in(dir: &Path, extensions: &[&str]) -> Option<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+        })
+        .collect();
+    found.sort();
+    Some(found)
+}
+
 /// Every shipped vector file (`vectors/*.safetensors` and `*.gguf`), sorted by name, from the
 /// first `vectors/` folder that exists (the working directory's, else the crate's).
 #[must_use]
 pub fn shipped_vectors() -> Vec<PathBuf> {
-    for dir in vector_dirs() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(std::result::Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "safetensors" || e == "gguf")
-            })
-            .collect();
-        found.sort();
-        return found;
-    }
-    Vec::new()
+    vector_dirs()
+        .iter()
+        .find_map(|d| files_in(d, &["safetensors", "gguf"]))
+        .unwrap_or_default()
 }
 
 /// Whether `path` is a GGUF control vector (`general.architecture = controlvector`) rather
@@ -217,29 +221,16 @@ pub fn is_control_vector(path: &Path) -> bool {
 #[must_use]
 pub fn find_shipped(model_path: &Path) -> Option<PathBuf> {
     let model_name = model_path.to_string_lossy().to_lowercase();
-    for dir in vector_dirs() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(std::result::Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(|n| n.split('.').next())
-                    .is_some_and(|stem| {
-                        !stem.is_empty() && model_name.contains(&stem.to_lowercase())
-                    })
-            })
-            .collect();
-        found.sort();
-        if let Some(first) = found.into_iter().next() {
-            return Some(first);
-        }
-    }
-    None
+    let matches = |p: &PathBuf| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('.').next())
+            .is_some_and(|stem| !stem.is_empty() && model_name.contains(&stem.to_lowercase()))
+    };
+    vector_dirs()
+        .iter()
+        .filter_map(|d| files_in(d, &["safetensors"]))
+        .find_map(|files| files.into_iter().find(matches))
 }
 
 /// The JSON sidecar beside a vector file (`X.json` for `X.safetensors`): provenance, and the

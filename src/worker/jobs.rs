@@ -100,6 +100,25 @@ impl Outbox {
         });
     }
 
+    /// A long job's end: cancelled (its flag is set), done, or failed at `site`.
+    fn finish<T>(
+        &self,
+        job: JobId,
+        cancel: &AtomicBool,
+        site: Site,
+        result: Result<T>,
+        done: impl FnOnce(T) -> Event,
+    ) {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            self.send(Event::Cancelled { job });
+            return;
+        }
+        match result {
+            Ok(value) => self.send(done(value)),
+            Err(e) => self.fail(Some(job), site, &e),
+        }
+    }
+
     fn fail(&self, job: Option<JobId>, site: Site, err: &Error) {
         self.send(Event::Failed {
             job,
@@ -374,17 +393,10 @@ impl WorkerState {
                 },
             )
         })();
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            out.send(Event::Cancelled { job });
-            return;
-        }
-        match result {
-            Ok(r) => out.send(Event::SweepDone {
-                job,
-                result: Box::new(r),
-            }),
-            Err(e) => out.fail(Some(job), Site::Sweep, &e),
-        }
+        out.finish(job, cancel, Site::Sweep, result, |r| Event::SweepDone {
+            job,
+            result: Box::new(r),
+        });
     }
 
     pub fn monitor(&self, job: JobId, cancel: &AtomicBool, params: &MonitorParams, out: &Outbox) {
@@ -421,18 +433,13 @@ impl WorkerState {
                 &mut |_, _| {},
             )
         })();
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            out.send(Event::Cancelled { job });
-            return;
-        }
-        match result {
-            Ok(report) => out.send(Event::MonitorDone {
+        out.finish(job, cancel, Site::Monitor, result, |report| {
+            Event::MonitorDone {
                 job,
                 report: Box::new(report),
                 checkpoints: params.checkpoints.clone(),
-            }),
-            Err(e) => out.fail(Some(job), Site::Monitor, &e),
-        }
+            }
+        });
     }
 }
 

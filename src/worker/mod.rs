@@ -131,30 +131,34 @@ impl WorkerHandle {
             .any(|(j, f)| *j == job && f.load(Ordering::Relaxed))
     }
 
-    /// Start a sweep; a running sweep or monitor is cancelled.
-    pub fn sweep(&mut self, params: SweepParams) -> Result<JobId, String> {
+    /// Start a long job (one at a time): the running one is cancelled.
+    fn start_long_job(
+        &mut self,
+        command: impl FnOnce(JobId, CancelFlag) -> Command,
+    ) -> Result<JobId, String> {
         self.cancel_long_job();
         let (job, cancel) = self.new_job();
         self.long_job = Some((job, cancel.clone()));
-        self.send(Command::Sweep {
+        self.send(command(job, cancel))?;
+        Ok(job)
+    }
+
+    /// Start a sweep; a running sweep or monitor is cancelled.
+    pub fn sweep(&mut self, params: SweepParams) -> Result<JobId, String> {
+        self.start_long_job(|job, cancel| Command::Sweep {
             job,
             cancel,
             params,
-        })?;
-        Ok(job)
+        })
     }
 
     /// Start the checkpoint monitor; a running sweep or monitor is cancelled.
     pub fn monitor(&mut self, params: MonitorParams) -> Result<JobId, String> {
-        self.cancel_long_job();
-        let (job, cancel) = self.new_job();
-        self.long_job = Some((job, cancel.clone()));
-        self.send(Command::Monitor {
+        self.start_long_job(|job, cancel| Command::Monitor {
             job,
             cancel,
             params,
-        })?;
-        Ok(job)
+        })
     }
 
     /// Start a vector extraction (not cancellable: it writes a file when done).
