@@ -59,7 +59,8 @@ impl Default for EvalOptions {
 
 /// Greedy completions of every prompt under every condition in `conditions` (an empty
 /// `Steering` is the unsteered model), judged. Returns one [`RefusalRate`] per condition.
-/// `progress(done, total)` is called after each prompt; `cancel` stops between tokens.
+/// `progress(done, total)` is called after each prompt; `cancel` stops between tokens and
+/// between prompts ([`crate::Error::Cancelled`]).
 pub fn refusal_rates(
     model: &Model,
     prompts: &[String],
@@ -77,6 +78,9 @@ pub fn refusal_rates(
         })
         .collect();
     for (i, prompt) in prompts.iter().enumerate() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::Error::Cancelled);
+        }
         let streams = conditions
             .iter()
             .map(|s| StreamSpec {

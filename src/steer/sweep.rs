@@ -118,6 +118,9 @@ pub fn sweep(
             progress(d, total);
         },
     )?;
+    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
     let kls = if kl_prompts.is_empty() {
         vec![0.0; conditions.len() - 1]
     } else {

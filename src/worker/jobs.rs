@@ -411,7 +411,7 @@ impl WorkerState {
             let mut done = 0;
             let mut load = |spec: &str| {
                 if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Err(Error::invalid("monitor", "cancelled"));
+                    return Err(Error::Cancelled);
                 }
                 out.progress(&format!("monitor: {spec}"), done, total);
                 done += 1;
