@@ -56,6 +56,24 @@ pub fn prompt_panel_ui(ui: &mut egui::Ui, s: &mut Settings, rt: &Runtime) -> Vec
             ));
         }
     });
+    if let Some(g) = &rt.generation {
+        egui::CollapsingHeader::new("As the model saw it")
+            .id_salt("rendered_prompt")
+            .default_open(false)
+            .show(ui, |ui| {
+                ui.label(
+                    egui::RichText::new(format!(
+                        "The last request's prompt after the chat template, {} tokens:",
+                        g.prompt_tokens.len()
+                    ))
+                    .weak(),
+                );
+                ui.add(
+                    egui::Label::new(egui::RichText::new(g.prompt_tokens.concat()).monospace())
+                        .wrap(),
+                );
+            });
+    }
     if let Some(i) = error_banner(ui, rt, Site::Generate) {
         intents.push(i);
     }
