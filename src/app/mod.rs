@@ -185,11 +185,6 @@ impl App {
         let _ = self.worker.send(Command::Panic);
     }
 
-    /// Load a model (as the top bar's Load button does).
-    pub fn open_model(&mut self, spec: &str) {
-        self.apply(vec![Intent::LoadModel(spec.to_owned())]);
-    }
-
     /// Load a vector file (as the vector picker and a dropped file do).
     pub fn open_vector(&mut self, path: &Path) {
         self.apply(vec![Intent::LoadVector(path.to_path_buf())]);

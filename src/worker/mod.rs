@@ -122,15 +122,6 @@ impl WorkerHandle {
         self.generation.as_ref().map(|(job, _)| *job)
     }
 
-    /// Whether the job's cancel flag is set.
-    #[must_use]
-    pub fn is_cancelled(&self, job: JobId) -> bool {
-        [&self.generation, &self.long_job]
-            .into_iter()
-            .flatten()
-            .any(|(j, f)| *j == job && f.load(Ordering::Relaxed))
-    }
-
     /// Start a long job (one at a time): the running one is cancelled.
     fn start_long_job(
         &mut self,
