@@ -158,7 +158,7 @@ fn heatmap(ui: &mut egui::Ui, g: &Generation) {
     let p = &g.plots;
     ui.label(
         egui::RichText::new(format!(
-            "Projection of blocks.L.hook_resid_post onto the direction (layer {}'s vector): rows are layers (0 at the top), columns tokens; the line marks the end of the prompt",
+            "Projection of blocks.L.hook_resid_post onto the direction (layer {}'s vector): rows are layers (0 at the top), columns tokens; the line marks the end of the prompt; the first token saturates",
             p.direction_layer
         ))
         .weak(),
@@ -185,7 +185,13 @@ fn heatmap(ui: &mut egui::Ui, g: &Generation) {
             if n_tokens == 0 {
                 continue;
             }
-            let scale = grid.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+            // The colour scale leaves out the first token, whose outsized activations (the
+            // attention sink) would wash out every other cell; it saturates instead.
+            let skip = usize::from(n_tokens > 1);
+            let scale = grid
+                .iter()
+                .flat_map(|row| row.iter().skip(skip))
+                .fold(0f32, |m, v| m.max(v.abs()));
             let size = egui::vec2(label_w + cell_w * n_tokens as f32, block_h - 6.0);
             let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
             let painter = ui.painter_at(rect);
