@@ -18,6 +18,17 @@ fn steerscope(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Run and assert success (stderr shown when it fails).
+fn succeeds(args: &[&str]) -> Output {
+    let out = steerscope(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Assert a clean failure: exit 2, no panic, one line on stderr containing every `needle`.
 fn fails_with(args: &[&str], needles: &[&str]) {
     fails_with_env(args, &[], needles);
@@ -272,7 +283,7 @@ fn trace_json_and_capture_on_a_tiny_model() {
     let v = f.root.join("v.safetensors");
     write_vector(&v, 64, 0.5);
     let cap = f.root.join("cap.safetensors");
-    let out = steerscope(&[
+    let out = succeeds(&[
         "trace",
         "-m",
         s(&f.hf),
@@ -287,11 +298,6 @@ fn trace_json_and_capture_on_a_tiny_model() {
         "--capture-out",
         s(&cap),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["layers"].as_array().unwrap().len(), 3);
     assert_eq!(doc["tokens"].as_array().unwrap().len(), 3);
@@ -317,7 +323,7 @@ fn steer_on_smollm2_prints_both_columns() {
         &v,
     )
     .unwrap();
-    let out = steerscope(&[
+    let out = succeeds(&[
         "steer",
         "--model",
         s(&model),
@@ -334,11 +340,6 @@ fn steer_on_smollm2_prints_both_columns() {
         "--ablate",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let streams = doc["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 3);
@@ -388,7 +389,7 @@ fn vector_command_writes_the_mean_difference_per_layer() {
     std::fs::write(&pos, "t5 t6 t7\nt8 t9\n").unwrap();
     std::fs::write(&neg, r#"[{"instruction": "t10 t11"}, "t12"]"#).unwrap();
     let out_path = f.root.join("v.safetensors");
-    let out = steerscope(&[
+    succeeds(&[
         "vector",
         "-m",
         s(&f.hf),
@@ -400,11 +401,6 @@ fn vector_command_writes_the_mean_difference_per_layer() {
         "-o",
         s(&out_path),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v = candle_core::safetensors::load(&out_path, &Device::Cpu).unwrap();
     assert_eq!(v.len(), 3);
     // Recompute layer 1 by hand from captures.
@@ -520,7 +516,7 @@ fn select_and_monitor_run_on_the_demo_model_and_refuse_bad_input() {
     let demo = root.join("assets/demo-model");
     let vector = root.join("vectors/demo-model.refusal.safetensors");
     let prompts = demo.join("prompts");
-    let out = steerscope(&[
+    let out = succeeds(&[
         "select",
         "--model",
         s(&demo),
@@ -538,16 +534,11 @@ fn select_and_monitor_run_on_the_demo_model_and_refuse_bad_input() {
         "prompt",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let sel: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sel["layers"].as_array().unwrap().len(), 6);
     assert!(sel["best_layer"].as_u64().is_some(), "{sel}");
 
-    let out = steerscope(&[
+    let out = succeeds(&[
         "monitor",
         "--checkpoints",
         s(&demo),
@@ -560,11 +551,6 @@ fn select_and_monitor_run_on_the_demo_model_and_refuse_bad_input() {
         "30",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rep["rows"].as_array().unwrap();
     assert_eq!(rep["layer_idx"], 5, "the sidecar's monitor_layer");
@@ -656,7 +642,7 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
     let prompts = root.join("assets/demo-model/prompts/harmless_test.json");
     let f = fixture();
     let csv = f.root.join("sweep.csv");
-    let out = steerscope(&[
+    succeeds(&[
         "sweep",
         "--vector",
         s(&vector),
@@ -673,11 +659,6 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         "--csv",
         s(&csv),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().next(), Some("layer,strength,refusal_rate,kl"));
     assert!(text.contains("\n3,3,"), "{text}");
@@ -696,7 +677,7 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
     // A custom judge: counting the helpful openers as refusals turns the answers into refusals.
     let judge = f.root.join("judge.txt");
     std::fs::write(&judge, "Sure\nHappy\nOf course\nHere\nOnce\nGood\n\n").unwrap();
-    let out = steerscope(&[
+    let out = succeeds(&[
         "sweep",
         "--vector",
         s(&vector),
@@ -712,11 +693,6 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         "--refusal-substrings",
         s(&judge),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let res: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(res["baseline_rate"].as_f64().unwrap() > 0.8, "{res}");
     let empty = f.root.join("empty.txt");
@@ -733,7 +709,7 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         ],
         &["empty.txt", "no refusal substrings"],
     );
-    let out = steerscope(&[
+    let out = succeeds(&[
         "best-of-n",
         "--prompts",
         s(&prompts),
@@ -743,11 +719,6 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         "4",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 3);
     assert_eq!(rows[0]["refused"].as_array().unwrap().len(), 4);
@@ -766,7 +737,7 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         &["0", "at least one sample"],
     );
     let orth = f.root.join("orth");
-    let out = steerscope(&[
+    succeeds(&[
         "orthogonalize",
         "--model",
         s(&root.join("assets/demo-model")),
@@ -777,17 +748,12 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         "--out",
         s(&orth),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(orth.join("model.safetensors").is_file() && orth.join("tokenizer.json").is_file());
     // A GGUF checkpoint too (the tiny fixture), loadable afterwards.
     let v64 = f.root.join("v64.safetensors");
     write_vector(&v64, 64, 0.5);
     let orth_gguf = f.root.join("orth.gguf");
-    let out = steerscope(&[
+    succeeds(&[
         "orthogonalize",
         "--model",
         s(&f.gguf),
@@ -798,11 +764,6 @@ fn sweep_best_of_n_and_orthogonalize_on_the_demo_model() {
         "--out",
         s(&orth_gguf),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let m = steerscope::model::Model::load(s(&orth_gguf), &Device::Cpu).unwrap();
     assert_eq!(m.cfg().n_layers, 3);
     fails_with(
