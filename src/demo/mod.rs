@@ -227,20 +227,22 @@ pub fn train_demo(
     let mut rng = Rng::new(opts.seed ^ 0x5EED);
     let mut reports = Vec::new();
 
+    // Round 0 and the drift rounds differ only in mix, length, learning rate and decay.
+    let phase = |mix: RoundMix, steps: usize, lr: f64, decay: bool| Phase {
+        examples: &corpus.train,
+        mix,
+        steps,
+        batch_size: opts.batch_size,
+        lr,
+        decay,
+        harmful_share: opts.harmful_share,
+    };
     let mix = RoundMix::for_round(0);
     let losses = train::run_phase(
         &tf,
         &mut opt,
         &batcher,
-        &Phase {
-            examples: &corpus.train,
-            mix,
-            steps: opts.round0_steps,
-            batch_size: opts.batch_size,
-            lr: opts.round0_lr,
-            decay: true,
-            harmful_share: opts.harmful_share,
-        },
+        &phase(mix, opts.round0_steps, opts.round0_lr, true),
         &mut rng,
         &mut |step, loss| {
             if step % 50 == 0 {
@@ -262,15 +264,7 @@ pub fn train_demo(
             &tf,
             &mut opt,
             &batcher,
-            &Phase {
-                examples: &corpus.train,
-                mix,
-                steps: opts.round_steps,
-                batch_size: opts.batch_size,
-                lr: opts.round_lr,
-                decay: false,
-                harmful_share: opts.harmful_share,
-            },
+            &phase(mix, opts.round_steps, opts.round_lr, false),
             &mut rng,
             &mut |_, _| {},
         )?;
