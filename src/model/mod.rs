@@ -114,23 +114,7 @@ impl Model {
     /// their weights for prefill beside the quantized weights for decoding (about 3.5x faster
     /// prefill on CPU for SmolLM2, BENCHMARKS.md); larger ones stay quantized only.
     pub fn load_interactive(spec: &str, device: &Device) -> Result<Self> {
-        let mode = match source::resolve(spec)? {
-            ModelSource::Gguf(path) => {
-                let (content, _) = weights::read_gguf(&path)?;
-                let params: usize = content
-                    .tensor_infos
-                    .values()
-                    .map(|t| t.shape.elem_count())
-                    .sum();
-                if params < 1_000_000_000 {
-                    GgufWeights::Hybrid
-                } else {
-                    GgufWeights::Quantized
-                }
-            }
-            ModelSource::HfFolder(_) => GgufWeights::Quantized,
-        };
-        Self::load_gguf_as(spec, device, mode)
+        Self::load_gguf_as(spec, device, GgufWeights::Auto)
     }
 
     /// Load a GGUF file.

@@ -40,6 +40,20 @@ pub enum GgufWeights {
     Dense,
     /// Quantized for decoding plus an f32 copy for multi-row passes.
     Hybrid,
+    /// [`GgufWeights::Hybrid`] for models under 1 B parameters, else quantized.
+    Auto,
+}
+
+impl GgufWeights {
+    /// `Auto` made concrete for a file whose tensors hold `n_params` values.
+    #[must_use]
+    pub fn resolve(self, n_params: usize) -> Self {
+        match self {
+            Self::Auto if n_params < 1_000_000_000 => Self::Hybrid,
+            Self::Auto => Self::Quantized,
+            other => other,
+        }
+    }
 }
 
 /// Rows (batch x tokens) from which a hybrid weight uses its dense copy.
@@ -162,6 +176,12 @@ impl Weights {
         device: &Device,
         mode: GgufWeights,
     ) -> Result<Self> {
+        let n_params: usize = content
+            .tensor_infos
+            .values()
+            .map(|t| t.shape.elem_count())
+            .sum();
+        let mode = mode.resolve(n_params);
         let mut qtypes: HashMap<String, usize> = HashMap::new();
         let mut get = |name: &str| -> Result<QTensor> {
             let info = content.tensor_infos.get(name).ok_or_else(|| {
@@ -189,7 +209,7 @@ impl Weights {
         let quant = |q: QTensor| -> Result<Proj> {
             Ok(match mode {
                 GgufWeights::Dense => Proj::Dense(Linear::new(q.dequantize(device)?, None)),
-                GgufWeights::Quantized => Proj::Quant {
+                GgufWeights::Quantized | GgufWeights::Auto => Proj::Quant {
                     weight: QMatMul::from_qtensor(q)?,
                     bias: None,
                 },
@@ -229,7 +249,7 @@ impl Weights {
             final_norm,
             lm_head,
             quantization: match mode {
-                GgufWeights::Quantized => describe_mix(&qtypes),
+                GgufWeights::Quantized | GgufWeights::Auto => describe_mix(&qtypes),
                 GgufWeights::Dense => format!("{} -> f32", describe_mix(&qtypes)),
                 GgufWeights::Hybrid => format!("{} + f32 prefill copy", describe_mix(&qtypes)),
             },
